@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AlphaPlatformConfig(AppConfig):
+    name = "alpha_platform"
+    verbose_name = "AlphaTransformer platform"

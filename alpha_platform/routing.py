@@ -1,0 +1,7 @@
+from django.urls import path
+
+from alpha_platform.consumers import UpdatesConsumer
+
+websocket_urlpatterns = [
+    path("ws/updates/", UpdatesConsumer.as_asgi()),
+]

@@ -1,0 +1,323 @@
+"""Shared by every adapter: retries for reads, idempotent order submission, a circuit
+breaker per account and rate limits per venue, with state that may live in Redis so it
+holds across worker processes. Django-free.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from exchanges.adapters.errors import (
+    CircuitOpenError,
+    ExchangeError,
+    OperationalError,
+    OrderNotFound,
+    OrderStatusUnknown,
+    RateLimited,
+    TemporaryExchangeError,
+)
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- state stores
+class CounterStore(Protocol):
+    """A tiny key-value store with expiring counters: in memory, or Redis."""
+
+    def incr(self, key: str, ttl: float) -> int: ...
+    def get(self, key: str) -> str | None: ...
+    def set(self, key: str, value: str, ttl: float | None = None) -> None: ...
+    def delete(self, key: str) -> None: ...
+
+
+class MemoryStore:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._data: dict[str, tuple[str, float | None]] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def _live(self, key: str) -> str | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        value, expires = item
+        if expires is not None and expires <= self._clock():
+            del self._data[key]
+            return None
+        return value
+
+    def incr(self, key: str, ttl: float) -> int:
+        with self._lock:
+            current = self._live(key)
+            if current is None:
+                self._data[key] = ("1", self._clock() + ttl)
+                return 1
+            value = int(current) + 1
+            self._data[key] = (str(value), self._data[key][1])
+            return value
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            return self._live(key)
+
+    def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        with self._lock:
+            self._data[key] = (value, None if ttl is None else self._clock() + ttl)
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+
+
+class RedisStore:
+    """Counters shared by every process that talks to the same Redis."""
+
+    def __init__(self, client: Any, prefix: str = "alpha:x:") -> None:
+        self._r = client
+        self._p = prefix
+
+    def incr(self, key: str, ttl: float) -> int:
+        pipe = self._r.pipeline()
+        pipe.incr(self._p + key)
+        pipe.pexpire(self._p + key, int(ttl * 1000), nx=True)
+        value, _ = pipe.execute()
+        return int(value)
+
+    def get(self, key: str) -> str | None:
+        value = self._r.get(self._p + key)
+        return value.decode() if isinstance(value, bytes) else value
+
+    def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        if ttl is None:
+            self._r.set(self._p + key, value)
+        else:
+            self._r.set(self._p + key, value, px=int(ttl * 1000))
+
+    def delete(self, key: str) -> None:
+        self._r.delete(self._p + key)
+
+
+# --------------------------------------------------------------------------- rate limits
+@dataclass
+class RateLimiter:
+    """Fixed one-second and one-minute windows per (scope, kind), shared via the store.
+
+    ``acquire`` waits (up to ``max_wait``) for a slot; past that it raises RateLimited
+    rather than letting a caller exceed the venue's limit.
+    """
+
+    store: CounterStore
+    limits: dict[str, dict[str, int]]  # {"orders": {"per_second": 10, "per_minute": 100}, ...}
+    scope: str
+    max_wait: float = 5.0
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+
+    def acquire(self, kind: str = "requests") -> None:
+        limits = self.limits.get(kind) or {}
+        deadline = self.clock() + self.max_wait
+        while True:
+            now = self.clock()
+            wait = 0.0
+            for window, seconds in (("per_second", 1), ("per_minute", 60)):
+                limit = limits.get(window)
+                if not limit:
+                    continue
+                bucket = int(now // seconds)
+                count = self.store.incr(f"rl:{self.scope}:{kind}:{seconds}:{bucket}", ttl=seconds * 2)
+                if count > limit:
+                    wait = max(wait, (bucket + 1) * seconds - now)
+            if wait == 0.0:
+                return
+            if self.clock() + wait > deadline:
+                raise RateLimited(
+                    f"{self.scope}: {kind} rate limit reached; next slot in {wait:.1f}s",
+                    retry_after=wait,
+                )
+            self.sleep(min(wait, 1.0))
+
+
+# --------------------------------------------------------------------------- circuit breaker
+@dataclass
+class CircuitBreaker:
+    """Opens after ``threshold`` consecutive failures, refuses calls for ``cooldown``
+    seconds, then lets one probe through (half-open): success closes it."""
+
+    store: CounterStore
+    key: str
+    threshold: int = 5
+    cooldown: float = 60.0
+    clock: Callable[[], float] = time.time
+    on_change: Callable[[str, str], None] | None = None  # (state, reason)
+
+    def _k(self, part: str) -> str:
+        return f"cb:{self.key}:{part}"
+
+    def state(self) -> str:
+        opened = self.store.get(self._k("open_until"))
+        if opened is None:
+            return "closed"
+        return "open" if float(opened) > self.clock() else "half_open"
+
+    def reason(self) -> str:
+        return self.store.get(self._k("reason")) or ""
+
+    def before_call(self) -> None:
+        opened = self.store.get(self._k("open_until"))
+        if opened is not None and float(opened) > self.clock():
+            remaining = float(opened) - self.clock()
+            raise CircuitOpenError(
+                f"Circuit open for {self.key} after repeated failures ({self.reason()}); "
+                f"retry in {remaining:.0f}s",
+                reopens_in=remaining,
+            )
+
+    def record_success(self) -> None:
+        was = self.state()
+        self.store.delete(self._k("failures"))
+        if was != "closed":
+            self.store.delete(self._k("open_until"))
+            if self.on_change:
+                self.on_change("closed", "a call succeeded")
+
+    def record_failure(self, reason: str) -> None:
+        failures = self.store.incr(self._k("failures"), ttl=max(self.cooldown * 10, 600))
+        half_open = self.state() == "half_open"
+        if failures >= self.threshold or half_open:
+            self.store.set(self._k("open_until"), str(self.clock() + self.cooldown),
+                           ttl=self.cooldown * 20)
+            self.store.set(self._k("reason"), reason[:300], ttl=self.cooldown * 20)
+            self.store.delete(self._k("failures"))
+            logger.warning("circuit %s opened: %s", self.key, reason[:300])
+            if self.on_change:
+                self.on_change("open", reason)
+
+
+# --------------------------------------------------------------------------- the runtime
+@dataclass
+class AdapterRuntime:
+    """Shared services handed to an adapter. Defaults are process-local (tests, scripts)."""
+
+    store: CounterStore = field(default_factory=MemoryStore)
+    read_retries: int = 3
+    backoff_base: float = 0.2
+    backoff_max: float = 5.0
+    lookup_attempts: int = 3
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time
+    breaker_threshold: int | None = None  # None: from the venue's config
+    breaker_cooldown: float | None = None
+    on_breaker_change: Callable[[str, str, str], None] | None = None  # (key, state, reason)
+    cache: Any = None  # optional market-data cache: get(key) / set(key, value, ttl)
+    paper_store: Any = None  # the paper venue's book (a PaperStore)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def breaker(self, key: str, venue_config: dict[str, Any]) -> CircuitBreaker:
+        cfg = venue_config.get("circuit_breaker") or {}
+        return CircuitBreaker(
+            store=self.store,
+            key=key,
+            threshold=self.breaker_threshold or int(cfg.get("failure_threshold", 5)),
+            cooldown=self.breaker_cooldown if self.breaker_cooldown is not None
+            else float(cfg.get("cooldown_seconds", 60)),
+            clock=self.clock,
+            on_change=(lambda state, reason: self.on_breaker_change(key, state, reason))
+            if self.on_breaker_change else None,
+        )
+
+    def rate_limiter(self, scope: str, venue_config: dict[str, Any]) -> RateLimiter:
+        return RateLimiter(store=self.store, limits=venue_config.get("rate_limits") or {},
+                           scope=scope, clock=self.clock, sleep=self.sleep)
+
+
+class Guard:
+    """One account's breaker and limiter, and the two ways of calling a venue."""
+
+    def __init__(self, runtime: AdapterRuntime, *, venue: str, account_ref: str,
+                 venue_config: dict[str, Any]) -> None:
+        self.runtime = runtime
+        self.venue = venue
+        self.breaker = runtime.breaker(f"{venue}:{account_ref}", venue_config)
+        # Rate limits are the venue's, per account key (venues count per key / address).
+        self.limiter = runtime.rate_limiter(f"{venue}:{account_ref}", venue_config)
+
+    def _backoff(self, attempt: int, error: TemporaryExchangeError) -> float:
+        if isinstance(error, RateLimited) and error.retry_after:
+            return min(error.retry_after, self.runtime.backoff_max)
+        return min(self.runtime.backoff_base * (2 ** attempt), self.runtime.backoff_max)
+
+    def _count(self, error: ExchangeError) -> None:
+        # Only failures of the venue or the account count; a refused order does not.
+        if isinstance(error, (TemporaryExchangeError, OperationalError)) and not isinstance(
+            error, CircuitOpenError
+        ):
+            self.breaker.record_failure(f"{type(error).__name__}: {error.message}"[:300])
+
+    def read(self, fn: Callable[[], T], *, kind: str = "requests") -> T:
+        """A read: retried with exponential backoff on temporary errors."""
+        attempt = 0
+        while True:
+            self.breaker.before_call()
+            self.limiter.acquire(kind)
+            try:
+                result = fn()
+            except TemporaryExchangeError as exc:
+                self._count(exc)
+                if attempt >= self.runtime.read_retries:
+                    raise
+                self.runtime.sleep(self._backoff(attempt, exc))
+                attempt += 1
+                continue
+            except ExchangeError as exc:
+                self._count(exc)
+                raise
+            self.breaker.record_success()
+            return result
+
+    def submit(self, send: Callable[[], T], lookup: Callable[[], T]) -> T:
+        """Send an order once. If the answer is lost (timeout, 5xx, malformed reply), look
+        the order up by client order id instead of sending it again.
+
+        - found: its state is returned (the venue accepted it);
+        - the venue says it does not know it: the original error is raised (not placed);
+        - the look-ups fail too: OrderStatusUnknown (keep for reconciliation).
+        """
+        self.breaker.before_call()
+        self.limiter.acquire("orders")
+        try:
+            result = send()
+        except RateLimited as exc:
+            # Refused before it was taken: nothing was placed.
+            self._count(exc)
+            raise
+        except TemporaryExchangeError as exc:
+            self._count(exc)
+            logger.warning("%s: order send failed (%s); looking it up by client order id",
+                           self.venue, type(exc).__name__)
+            for attempt in range(self.runtime.lookup_attempts):
+                self.runtime.sleep(self._backoff(attempt, exc))
+                try:
+                    self.limiter.acquire("requests")
+                    found = lookup()
+                except OrderNotFound:
+                    raise exc from None
+                except TemporaryExchangeError:
+                    continue
+                self.breaker.record_success()
+                return found
+            raise OrderStatusUnknown(
+                f"{self.venue}: the order's fate is unknown after {self.runtime.lookup_attempts} "
+                "look-ups; it will be settled by reconciliation",
+                venue=self.venue,
+            ) from exc
+        except ExchangeError as exc:
+            self._count(exc)
+            raise
+        self.breaker.record_success()
+        return result

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from alpha_platform.common import crypto
+from alpha_platform.common.models import EncryptedTextField, TimeStampedModel
+from alpha_platform.common.secrets import Credentials
+
+
+def validate_venue(value: str) -> None:
+    from alpha_platform.common.config import get_config
+
+    venues = get_config().venues
+    if value not in venues:
+        raise ValidationError(
+            f"Unknown venue {value!r}; choose one of: {', '.join(venues)}", code="unknown_venue"
+        )
+
+
+class ExchangeAccount(TimeStampedModel):
+    class Status(models.TextChoices):
+        UNTESTED = "untested", "Not tested yet"
+        OK = "ok", "Connected"
+        ERROR = "error", "Error"
+        DISABLED = "disabled", "Disabled"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                              related_name="exchange_accounts")
+    name = models.CharField(max_length=100)
+    venue = models.CharField(max_length=32, validators=[validate_venue], db_index=True)
+    testnet = models.BooleanField(default=False)
+    # Ciphertext only (a Fernet token of the JSON credentials). Read through credentials().
+    credentials_encrypted = EncryptedTextField()
+    # A non-secret hint so a person can tell keys apart (e.g. "api_key …9f3a").
+    credentials_hint = models.CharField(max_length=200, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.UNTESTED)
+    last_error = models.TextField(blank=True, default="")
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["owner_id", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="exchange_account_unique_name"),
+            models.CheckConstraint(condition=~models.Q(name=""), name="exchange_account_name_not_empty"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["untested", "ok", "error", "disabled"]),
+                name="exchange_account_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.venue}{', testnet' if self.testnet else ''})"
+
+    def __repr__(self) -> str:
+        return f"<ExchangeAccount id={self.pk} owner={self.owner_id} venue={self.venue} name={self.name!r}>"
+
+    def credentials(self) -> Credentials:
+        """Decrypt on demand. Raises CredentialsError if no configured key fits."""
+        return crypto.decrypt_credentials(self.credentials_encrypted)
+
+    @property
+    def account_ref(self) -> str:
+        return f"acct{self.pk}"
+
+    def mark_checked(self, *, ok: bool, error: str = "") -> None:
+        self.status = self.Status.OK if ok else self.Status.ERROR
+        self.last_error = error
+        self.last_checked_at = timezone.now()

@@ -1,0 +1,45 @@
+"""`make run`: migrate, seed the demo, then run Redis (embedded, unless REDIS_URL is set),
+the ASGI server, a Celery worker and Celery beat together under honcho. Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--redis-port", type=int, default=int(os.environ.get("EMBEDDED_REDIS_PORT", "6390")))
+    parser.add_argument("--concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "32")))
+    args = parser.parse_args()
+
+    env = dict(os.environ)
+    env.setdefault("ALPHA_ENV", "development")
+    embedded = "REDIS_URL" not in env
+    if embedded:
+        env["REDIS_URL"] = f"redis://127.0.0.1:{args.redis_port}/0"
+    env.update(HOST=args.host, PORT=str(args.port), WORKER_CONCURRENCY=str(args.concurrency),
+               EMBEDDED_REDIS_PORT=str(args.redis_port), PYTHONUNBUFFERED="1")
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run(manage + ["check_config"], check=True, env=env, cwd=ROOT)
+    subprocess.run(manage + ["migrate", "--noinput", "-v", "0"], check=True, env=env, cwd=ROOT)
+    subprocess.run(manage + ["seed_demo", "--url", f"http://{args.host}:{args.port}"],
+                   check=True, env=env, cwd=ROOT)
+
+    processes = (["redis"] if embedded else []) + ["web", "worker", "beat"]
+    print(f"Starting {', '.join(processes)} (Ctrl-C stops all)", flush=True)
+    os.execve(str(BIN / "honcho"), ["honcho", "-f", str(ROOT / "Procfile"), "start", *processes], env)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from alpha_platform.common.models import TimeStampedModel, decimal_field
+
+
+class Side(models.TextChoices):
+    BUY = "BUY", "Buy"
+    SELL = "SELL", "Sell"
+
+
+class PositionSide(models.TextChoices):
+    LONG = "LONG", "Long"
+    SHORT = "SHORT", "Short"
+
+
+class Order(TimeStampedModel):
+    """An order as the platform knows it. Saved as PENDING with its client order id before
+    it is sent, so an order accepted by a venue is never lost."""
+
+    class Type(models.TextChoices):
+        MARKET = "MARKET", "Market"
+        LIMIT = "LIMIT", "Limit"
+        STOP_MARKET = "STOP_MARKET", "Stop market"
+        TAKE_PROFIT_MARKET = "TAKE_PROFIT_MARKET", "Take profit market"
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending (being sent)"
+        NEW = "NEW", "Open at venue"
+        PARTIALLY_FILLED = "PARTIALLY_FILLED", "Partially filled"
+        FILLED = "FILLED", "Filled"
+        CANCELLED = "CANCELLED", "Cancelled"
+        REJECTED = "REJECTED", "Rejected"
+        EXPIRED = "EXPIRED", "Expired"
+        FAILED = "FAILED", "Failed"
+        UNKNOWN = "UNKNOWN", "Unknown (awaiting reconciliation)"
+        LOST = "LOST", "Lost (venue does not know it)"
+
+    OPEN_STATUSES = ("PENDING", "NEW", "PARTIALLY_FILLED", "UNKNOWN")
+
+    class Source(models.TextChoices):
+        AGENT = "agent", "Agent"
+        API = "api", "API"
+        PORTAL = "portal", "Portal"
+        ADMIN = "admin", "Admin"
+        SYSTEM = "system", "System (kill switch, protective orders)"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="orders")
+    account = models.ForeignKey("exchanges.ExchangeAccount", on_delete=models.PROTECT, related_name="orders")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE,
+                               related_name="attached_orders", help_text="For attached stop-loss / take-profit.")
+    risk_event = models.OneToOneField("risk.RiskEvent", null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="order")
+    source = models.CharField(max_length=8, choices=Source.choices)
+    actor = models.CharField(max_length=100, blank=True, default="", help_text="agent:<id>, user:<id>, ...")
+    client_order_id = models.CharField(max_length=64, unique=True)
+    exchange_order_id = models.CharField(max_length=100, blank=True, default="", db_index=True)
+    symbol = models.CharField(max_length=32, db_index=True)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    position_side = models.CharField(max_length=5, choices=PositionSide.choices)
+    order_type = models.CharField(max_length=20, choices=Type.choices, default=Type.MARKET)
+    reduce_only = models.BooleanField(default=False)
+    time_in_force = models.CharField(max_length=8, default="GTC")
+    quantity = decimal_field()
+    price = decimal_field(null=True, blank=True)
+    stop_price = decimal_field(null=True, blank=True)
+    leverage = models.PositiveSmallIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    executed_quantity = decimal_field(default=0)
+    executed_price = decimal_field(null=True, blank=True)
+    fees = decimal_field(default=0)
+    fee_currency = models.CharField(max_length=10, default="USDT")
+    error = models.TextField(blank=True, default="")
+    raw_data = models.JSONField(default=dict, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    lookup_failures = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["account", "status"]),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),
+            models.CheckConstraint(condition=Q(executed_quantity__gte=0), name="order_executed_non_negative"),
+            models.CheckConstraint(condition=Q(executed_quantity__lte=F("quantity")),
+                                   name="order_executed_not_above_quantity"),
+            models.CheckConstraint(condition=Q(price__isnull=True) | Q(price__gt=0), name="order_price_positive"),
+            models.CheckConstraint(condition=~Q(order_type="LIMIT") | Q(price__isnull=False),
+                                   name="order_limit_has_price"),
+            models.CheckConstraint(
+                condition=~Q(order_type__in=["STOP_MARKET", "TAKE_PROFIT_MARKET"]) | Q(stop_price__isnull=False),
+                name="order_trigger_has_stop_price"),
+            models.CheckConstraint(condition=Q(side__in=["BUY", "SELL"]), name="order_side_valid"),
+            models.CheckConstraint(condition=Q(position_side__in=["LONG", "SHORT"]), name="order_position_side_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} {self.symbol} {self.order_type} [{self.status}]"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+
+class Fill(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="fills")
+    account = models.ForeignKey("exchanges.ExchangeAccount", on_delete=models.CASCADE, related_name="fills")
+    symbol = models.CharField(max_length=32)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    quantity = decimal_field()
+    price = decimal_field()
+    fee = decimal_field(default=0)
+    realized_pnl = decimal_field(default=0)
+    trade_id = models.CharField(max_length=100)
+    filled_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-filled_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "trade_id"], name="fill_unique_trade"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="fill_quantity_positive"),
+            models.CheckConstraint(condition=Q(price__gt=0), name="fill_price_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} {self.symbol} @ {self.price}"
+
+
+class Position(TimeStampedModel):
+    """The platform's record of a venue position, kept in line by order results and
+    reconciliation. Closed positions are kept for history and PnL."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+        LIQUIDATED = "liquidated", "Liquidated"
+
+    account = models.ForeignKey("exchanges.ExchangeAccount", on_delete=models.CASCADE, related_name="positions")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="positions")
+    symbol = models.CharField(max_length=32)
+    side = models.CharField(max_length=5, choices=PositionSide.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN, db_index=True)
+    size = decimal_field()
+    entry_price = decimal_field()
+    mark_price = decimal_field()
+    unrealized_pnl = decimal_field(default=0)
+    realized_pnl = decimal_field(default=0)
+    percentage_pnl = decimal_field(default=0)
+    leverage = decimal_field(default=1)
+    margin = decimal_field(default=0)
+    liquidation_price = decimal_field(null=True, blank=True)
+    margin_type = models.CharField(max_length=10, default="cross")
+    position_id = models.CharField(max_length=100, blank=True, default="")
+    opened_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    raw_data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "symbol", "side"], condition=Q(status="open"),
+                                    name="position_one_open_per_symbol_side"),
+            models.CheckConstraint(condition=Q(size__gte=0), name="position_size_non_negative"),
+            models.CheckConstraint(condition=~Q(status="open") | Q(size__gt=0), name="position_open_has_size"),
+            models.CheckConstraint(condition=Q(leverage__gt=0), name="position_leverage_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.size} {self.symbol} [{self.status}]"
+
+    @property
+    def notional(self):
+        return self.size * self.mark_price
+
+
+class BalanceSnapshot(models.Model):
+    account = models.ForeignKey("exchanges.ExchangeAccount", on_delete=models.CASCADE,
+                                related_name="balance_snapshots")
+    taken_at = models.DateTimeField(db_index=True)
+    currency = models.CharField(max_length=10, default="USDT")
+    total_balance = decimal_field()
+    available_balance = decimal_field()
+    margin_balance = decimal_field()
+    unrealized_pnl = decimal_field(default=0)
+    margin_used = decimal_field(default=0)
+    maintenance_margin = decimal_field(default=0)
+    can_trade = models.BooleanField(default=True)
+    account_type = models.CharField(max_length=16, default="futures")
+    raw_data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-taken_at", "-id"]
+        indexes = [models.Index(fields=["account", "-taken_at"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(total_balance__gte=0), name="balance_total_non_negative"),
+            models.CheckConstraint(condition=Q(available_balance__gte=0), name="balance_available_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.margin_balance} {self.currency} @ {self.taken_at:%Y-%m-%d %H:%M}"

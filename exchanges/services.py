@@ -73,3 +73,99 @@ def exchange_account_delete(*, account: ExchangeAccount) -> None:
     with transaction.atomic():
         account.orders.all().delete()
         account.delete()
+
+
+# --------------------------------------------------------------------------- traders
+import logging  # noqa: E402
+import threading  # noqa: E402
+
+from django.utils import timezone  # noqa: E402
+
+from exchanges.adapters.base import ExchangeTrader, VenueSpec  # noqa: E402
+from exchanges.adapters.errors import ExchangeError  # noqa: E402
+from exchanges.adapters.registry import create_trader  # noqa: E402
+from exchanges.adapters.resilience import AdapterRuntime, RedisStore  # noqa: E402
+
+logger = logging.getLogger(__name__)
+_runtime_lock = threading.Lock()
+_runtime: AdapterRuntime | None = None
+
+
+def _on_breaker_change(key: str, state: str, reason: str) -> None:
+    """Record why an account's circuit opened (or that it closed) on the account row."""
+    account_ref = key.split(":", 1)[-1]
+    if not account_ref.startswith("acct"):
+        return
+    pk = int(account_ref[4:])
+    if state == "open":
+        logger.warning("circuit breaker opened for account %s: %s", pk, reason)
+        ExchangeAccount.objects.filter(pk=pk).update(
+            status=ExchangeAccount.Status.ERROR, last_error=f"Circuit breaker open: {reason}"[:1000],
+            last_checked_at=timezone.now())
+    else:
+        logger.info("circuit breaker closed for account %s", pk)
+        ExchangeAccount.objects.filter(pk=pk, status=ExchangeAccount.Status.ERROR,
+                                       last_error__startswith="Circuit breaker open").update(
+            status=ExchangeAccount.Status.OK, last_error="", last_checked_at=timezone.now())
+
+
+def adapter_runtime() -> AdapterRuntime:
+    """The process's shared runtime: breaker and rate-limit state in Redis (so they hold
+    across worker processes), the paper venue's book in the database."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            import redis
+            from django.conf import settings
+
+            from exchanges.paper_store import DjangoPaperStore
+
+            client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+            _runtime = AdapterRuntime(store=RedisStore(client), paper_store=DjangoPaperStore(),
+                                      on_breaker_change=_on_breaker_change)
+        return _runtime
+
+
+def reset_adapter_runtime() -> None:
+    global _runtime
+    with _runtime_lock:
+        _runtime = None
+
+
+def venue_spec(account: ExchangeAccount) -> VenueSpec:
+    config = get_config()
+    return VenueSpec(venue=account.venue, config=config.venue(account.venue),
+                     symbol_map=config.symbol_map(account.venue), testnet=account.testnet,
+                     account_ref=account.account_ref)
+
+
+def trader_for_account(account: ExchangeAccount, *, runtime: AdapterRuntime | None = None) -> ExchangeTrader:
+    """Build the account's ExchangeTrader with its decrypted credentials."""
+    return create_trader(venue_spec(account), credentials=account.credentials(),
+                         runtime=runtime or adapter_runtime())
+
+
+def exchange_account_test_connection(*, account: ExchangeAccount) -> ExchangeAccount:
+    """Check the credentials by fetching the balance; store the status or a clear,
+    secret-free error on the account."""
+    from alpha_platform.common.errors import CredentialsError
+
+    try:
+        trader = trader_for_account(account)
+        try:
+            balance = trader.get_balance()
+        finally:
+            trader.close()
+    except CredentialsError as exc:
+        error = exc.message
+    except ExchangeError as exc:
+        error = f"{type(exc).__name__}: {exc.message}"
+    else:
+        error = ""
+        logger.info("account %s connection ok (margin balance %s %s)", account.pk,
+                    balance.margin_balance, balance.currency)
+    account.status = ExchangeAccount.Status.ERROR if error else ExchangeAccount.Status.OK
+    account.last_error = error[:1000]
+    account.last_checked_at = timezone.now()
+    account.save(update_fields=["status", "last_error", "last_checked_at", "updated_at"])
+    return account

@@ -14,7 +14,7 @@ _PATTERNS = [
     re.compile(r"0x[0-9a-fA-F]{64}"),
     re.compile(
         r"(?i)((?:api[_-]?key|api[_-]?secret|secret|private[_-]?key|password|signature|"
-        r"authorization|x-mbx-apikey)[\"']?\s*[:=]\s*[\"']?)([^\s\"',}&]+)"
+        r"authorization|x-mbx-apikey)[\"']?\s*[:=]\s*[\"']?)((?:bearer\s+)?[^\s\"',}&]+)"
     ),
     re.compile(r"(?i)(bearer\s+)([A-Za-z0-9._\-]+)"),
 ]

@@ -117,6 +117,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
+    # Tests get a file, not shared-cache memory, so concurrent tests lock as production does.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -232,3 +234,17 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
     },
 }
+
+# Platform-wide periodic work (per-agent schedules are PeriodicTask rows made by the
+# agent services). The DatabaseScheduler copies these into the database.
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-all-accounts": {
+        "task": "trading.reconcile_all",
+        "schedule": env.float("RECONCILE_INTERVAL_SECONDS", default=60.0),
+    },
+}
+
+# Agents: the hard bound on one decision tick, and the LLM client's timeout and retries.
+AGENT_TICK_TIME_LIMIT = env.int("AGENT_TICK_TIME_LIMIT", default=120)
+LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=30.0)
+LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=2)

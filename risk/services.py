@@ -65,3 +65,92 @@ def risk_profile_update(*, profile: RiskProfile, **changes: Any) -> RiskProfile:
     profile.full_clean()
     profile.save()
     return profile
+
+
+# --------------------------------------------------------------------------- events and halts
+from django.utils import timezone  # noqa: E402
+
+from alpha_platform.common.realtime import send_to_user_on_commit  # noqa: E402
+from risk.models import KillSwitch, RiskEvent  # noqa: E402
+
+
+def risk_event_record(*, user: AbstractBaseUser, allowed: bool, rule: str, message: str,
+                      details: dict[str, Any] | None = None, kind: str = RiskEvent.Kind.PRE_TRADE,
+                      symbol: str = "", venue: str = "", actor: str = "") -> RiskEvent:
+    event = RiskEvent.objects.create(user=user, allowed=allowed, rule=rule, message=message,
+                                     details=details or {}, kind=kind, symbol=symbol, venue=venue,
+                                     actor=actor[:100])
+    send_to_user_on_commit(user.pk, {
+        "type": "risk.event", "id": event.pk, "kind": event.kind, "allowed": allowed, "rule": rule,
+        "message": message, "symbol": symbol, "venue": venue, "created_at": event.created_at,
+    })
+    return event
+
+
+def global_halt_active() -> KillSwitch | None:
+    return KillSwitch.objects.filter(scope=KillSwitch.Scope.GLOBAL, active=True).first()
+
+
+def user_halt_active(user_id: int) -> KillSwitch | None:
+    return KillSwitch.objects.filter(scope=KillSwitch.Scope.USER, user_id=user_id, active=True).first()
+
+
+@transaction.atomic
+def global_halt_trip(*, by: AbstractBaseUser, reason: str) -> KillSwitch:
+    """Stop every order platform-wide until lifted. Staff only."""
+    if not by.is_staff:
+        raise PermissionError("Only staff can halt the whole platform.")
+    existing = KillSwitch.objects.select_for_update().filter(scope=KillSwitch.Scope.GLOBAL, active=True).first()
+    if existing:
+        return existing
+    halt = KillSwitch(scope=KillSwitch.Scope.GLOBAL, reason=reason or "Global halt", tripped_by=by,
+                      tripped_by_label=f"staff:{by.get_username()}")
+    halt.full_clean()
+    halt.save()
+    risk_event_record(user=by, allowed=False, rule="global_halt", kind=RiskEvent.Kind.GLOBAL_HALT,
+                      message=f"Global trading halt tripped by {by.get_username()}: {halt.reason}",
+                      actor=halt.tripped_by_label)
+    return halt
+
+
+@transaction.atomic
+def global_halt_lift(*, by: AbstractBaseUser) -> int:
+    if not by.is_staff:
+        raise PermissionError("Only staff can lift the global halt.")
+    lifted = KillSwitch.objects.filter(scope=KillSwitch.Scope.GLOBAL, active=True).update(
+        active=False, lifted_at=timezone.now(), lifted_by=by)
+    if lifted:
+        risk_event_record(user=by, allowed=True, rule="global_halt", kind=RiskEvent.Kind.GLOBAL_HALT,
+                          message=f"Global trading halt lifted by {by.get_username()}",
+                          actor=f"staff:{by.get_username()}")
+    return lifted
+
+
+@transaction.atomic
+def user_halt_record(*, user: AbstractBaseUser, label: str, reason: str,
+                     by: AbstractBaseUser | None = None) -> tuple[KillSwitch, bool]:
+    """Record a trip of the user's kill switch; returns (switch, created). Flattening the
+    user's positions is trading's job (trading.services.kill_switch_trip)."""
+    existing = KillSwitch.objects.select_for_update().filter(
+        scope=KillSwitch.Scope.USER, user=user, active=True).first()
+    if existing:
+        return existing, False
+    switch = KillSwitch(scope=KillSwitch.Scope.USER, user=user, reason=reason, tripped_by=by,
+                        tripped_by_label=label[:100])
+    switch.full_clean()
+    switch.save()
+    kind = RiskEvent.Kind.DAILY_LOSS if label == "daily_loss_limit" else RiskEvent.Kind.KILL_SWITCH
+    risk_event_record(user=user, allowed=False, rule="kill_switch", kind=kind,
+                      message=f"Kill switch tripped by {label}: {reason}", actor=label)
+    return switch, True
+
+
+@transaction.atomic
+def user_halt_lift(*, user: AbstractBaseUser, by: AbstractBaseUser) -> int:
+    lifted = KillSwitch.objects.filter(scope=KillSwitch.Scope.USER, user=user, active=True).update(
+        active=False, lifted_at=timezone.now(), lifted_by=by)
+    if lifted:
+        risk_event_record(user=user, allowed=True, rule="kill_switch", kind=RiskEvent.Kind.KILL_SWITCH,
+                          message=f"Kill switch lifted by {by.get_username()}; agents stay paused until resumed",
+                          actor=f"user:{by.get_username()}")
+    return lifted

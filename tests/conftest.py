@@ -18,3 +18,33 @@ def staff_user(db):
     from django.contrib.auth import get_user_model
 
     return get_user_model().objects.create_superuser("operator", "op@example.invalid", "op-pw-123456")
+
+
+@pytest.fixture(autouse=True)
+def _clean_shared_state(request):
+    """Redis holds breaker, rate-limit, lock and cache state keyed by row ids, which the
+    test database reuses: start every test from an empty Redis and a fresh runtime."""
+    import os
+
+    import redis
+
+    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
+    if "django_db_setup" in request.fixturenames or any(m.name == "django_db" for m in request.node.iter_markers()):
+        from exchanges.services import reset_adapter_runtime
+
+        reset_adapter_runtime()
+    yield
+
+
+@pytest.fixture
+def market(db):
+    """Fixed paper-venue prices (BTC 50,000, ETH 3,000, SOL 100) for every trader the
+    services build in this process."""
+    from exchanges.services import adapter_runtime
+    from tests.fakes.markets import FixedMarket
+
+    fixed = FixedMarket({"BTC/USDT": "50000", "ETH/USDT": "3000", "SOL/USDT": "100"})
+    runtime = adapter_runtime()
+    runtime.extra["market"] = fixed
+    yield fixed
+    runtime.extra.pop("market", None)

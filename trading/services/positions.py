@@ -1,0 +1,173 @@
+"""Bringing Position, Fill and BalanceSnapshot rows in line with what a venue reports."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from alpha_platform.common.money import dec_str
+from exchanges.adapters.base import Balance, OrderResult
+from exchanges.adapters.base import Position as VenuePosition
+from exchanges.models import ExchangeAccount
+from trading.events import balance_event, order_event, position_event
+from trading.models import BalanceSnapshot, Fill, Order, Position
+
+logger = logging.getLogger(__name__)
+
+# Order status from the adapter's vocabulary to ours (same names, kept explicit).
+STATUS_MAP = {
+    "NEW": Order.Status.NEW, "PARTIALLY_FILLED": Order.Status.PARTIALLY_FILLED, "FILLED": Order.Status.FILLED,
+    "CANCELLED": Order.Status.CANCELLED, "REJECTED": Order.Status.REJECTED, "EXPIRED": Order.Status.EXPIRED,
+    "FAILED": Order.Status.FAILED,
+}
+TERMINAL = {Order.Status.FILLED, Order.Status.CANCELLED, Order.Status.REJECTED, Order.Status.EXPIRED,
+            Order.Status.FAILED, Order.Status.LOST}
+
+
+@dataclass
+class PositionChanges:
+    opened: list[Position] = field(default_factory=list)
+    updated: list[Position] = field(default_factory=list)
+    closed: list[Position] = field(default_factory=list)
+    unexpected: list[dict] = field(default_factory=list)  # changes without a fill of ours
+
+
+def _json_safe(raw: dict) -> dict:
+    import json
+
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    try:
+        return json.loads(json.dumps(raw, cls=DjangoJSONEncoder, default=str))
+    except (TypeError, ValueError):
+        return {"unserialisable": True}
+
+
+@transaction.atomic
+def order_apply_result(*, order: Order, result: OrderResult) -> Order:
+    """Record a venue's answer on our order: status, execution, fees, fills; and the
+    attached protective orders as child orders. Idempotent: fills are unique by trade id."""
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    before = (order.status, order.executed_quantity)
+    order.exchange_order_id = result.order_id or order.exchange_order_id
+    order.status = STATUS_MAP.get(str(result.status), Order.Status.NEW)
+    order.executed_quantity = min(result.executed_quantity, order.quantity)
+    order.executed_price = result.executed_price
+    order.fees = result.fees
+    order.fee_currency = result.fee_currency or order.fee_currency
+    order.raw_data = _json_safe(result.raw_data)
+    order.lookup_failures = 0
+    if order.status in TERMINAL and order.closed_at is None:
+        order.closed_at = timezone.now()
+    order.save()
+    for fill in result.fills:
+        Fill.objects.get_or_create(order=order, trade_id=fill.trade_id, defaults=dict(
+            account=order.account, symbol=order.symbol, side=order.side, quantity=fill.quantity,
+            price=fill.price, fee=fill.fee, realized_pnl=fill.realized_pnl, filled_at=fill.timestamp))
+    if not result.fills and order.executed_quantity > before[1] and order.executed_price:
+        # Venues that report no trade list: one synthetic fill for the newly executed part.
+        Fill.objects.get_or_create(order=order, trade_id=f"{order.exchange_order_id or order.client_order_id}-agg",
+                                   defaults=dict(account=order.account, symbol=order.symbol, side=order.side,
+                                                 quantity=order.executed_quantity - before[1],
+                                                 price=order.executed_price, fee=order.fees,
+                                                 filled_at=result.timestamp))
+    for child in result.attached:
+        Order.objects.update_or_create(
+            client_order_id=child.client_order_id,
+            defaults=dict(owner=order.owner, account=order.account, parent=order, source=Order.Source.SYSTEM,
+                          actor=f"attached:{order.client_order_id}", exchange_order_id=child.order_id,
+                          symbol=order.symbol, side=str(child.side), position_side=order.position_side,
+                          order_type=str(child.order_type), reduce_only=True, quantity=child.quantity or order.quantity,
+                          stop_price=child.stop_price, price=child.price,
+                          status=STATUS_MAP.get(str(child.status), Order.Status.NEW),
+                          submitted_at=order.submitted_at, raw_data=_json_safe(child.raw_data)))
+    if (order.status, order.executed_quantity) != before:
+        action = {Order.Status.FILLED: "filled", Order.Status.PARTIALLY_FILLED: "partially_filled",
+                  Order.Status.CANCELLED: "cancelled", Order.Status.REJECTED: "rejected",
+                  Order.Status.EXPIRED: "cancelled"}.get(order.status, "updated")
+        order_event(order, action)
+    return order
+
+
+def _realized_since(account: ExchangeAccount, symbol: str, since) -> Decimal:
+    total = Decimal("0")
+    for value in Fill.objects.filter(account=account, symbol=symbol, filled_at__gte=since).values_list(
+            "realized_pnl", flat=True):
+        total += value
+    return total
+
+
+@transaction.atomic
+def positions_sync(*, account: ExchangeAccount, venue_positions: Sequence[VenuePosition],
+                   symbols: Iterable[str] | None = None, expected: bool = True) -> PositionChanges:
+    """Make the account's open Position rows match the venue's list.
+
+    ``symbols`` limits the sync to those symbols (after an order); None syncs all.
+    ``expected`` is False during reconciliation: then a change is also reported as
+    unexpected (a liquidation, or trading outside the platform).
+    """
+    now = timezone.now()
+    changes = PositionChanges()
+    scope = set(symbols) if symbols is not None else None
+    venue = {(p.symbol, str(p.side)): p for p in venue_positions if scope is None or p.symbol in scope}
+    ours = {(p.symbol, p.side): p for p in Position.objects.select_for_update().filter(
+        account=account, status=Position.Status.OPEN) if scope is None or p.symbol in scope}
+    for key, vp in venue.items():
+        row = ours.get(key)
+        values = dict(size=vp.size, entry_price=vp.entry_price, mark_price=vp.mark_price,
+                      unrealized_pnl=vp.unrealized_pnl, percentage_pnl=vp.percentage_pnl,
+                      leverage=vp.leverage if vp.leverage > 0 else Decimal("1"), margin=vp.margin,
+                      liquidation_price=vp.liquidation_price, margin_type=vp.margin_type or "cross",
+                      position_id=vp.position_id or "", raw_data=_json_safe(vp.raw_data))
+        if row is None:
+            row = Position.objects.create(account=account, owner=account.owner, symbol=vp.symbol, side=str(vp.side),
+                                          opened_at=now, **values)
+            changes.opened.append(row)
+            if not expected:
+                changes.unexpected.append({"symbol": vp.symbol, "side": str(vp.side), "change": "appeared",
+                                           "venue_size": dec_str(vp.size)})
+        else:
+            if not expected and row.size != vp.size:
+                changes.unexpected.append({"symbol": vp.symbol, "side": str(vp.side), "change": "size changed",
+                                           "our_size": dec_str(row.size), "venue_size": dec_str(vp.size)})
+            for name, value in values.items():
+                setattr(row, name, value)
+            row.save()
+            changes.updated.append(row)
+        position_event(row)
+    for key, row in ours.items():
+        if key in venue:
+            continue
+        liquidated = False
+        if row.liquidation_price is not None and row.mark_price:
+            liq = row.liquidation_price
+            liquidated = (row.side == "LONG" and row.mark_price <= liq) or (row.side == "SHORT" and row.mark_price >= liq)
+        row.status = Position.Status.LIQUIDATED if liquidated else Position.Status.CLOSED
+        row.realized_pnl = _realized_since(account, row.symbol, row.opened_at)
+        row.size = Decimal("0")
+        row.unrealized_pnl = Decimal("0")
+        row.closed_at = now
+        row.save()
+        changes.closed.append(row)
+        if not expected:
+            changes.unexpected.append({"symbol": row.symbol, "side": row.side,
+                                       "change": "liquidated" if liquidated else "disappeared"})
+        position_event(row)
+    return changes
+
+
+def balance_snapshot_record(*, account: ExchangeAccount, balance: Balance) -> BalanceSnapshot:
+    snapshot = BalanceSnapshot.objects.create(
+        account=account, taken_at=balance.timestamp or timezone.now(), currency=balance.currency,
+        total_balance=max(balance.total_balance, Decimal("0")),
+        available_balance=max(balance.available_balance, Decimal("0")),
+        margin_balance=balance.margin_balance, unrealized_pnl=balance.unrealized_pnl,
+        margin_used=balance.margin_used, maintenance_margin=balance.maintenance_margin,
+        can_trade=balance.can_trade, account_type=balance.account_type, raw_data=_json_safe(balance.raw_data))
+    balance_event(snapshot, account.owner_id)
+    return snapshot

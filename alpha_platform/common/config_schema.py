@@ -30,6 +30,7 @@ AUTH_FIELDS: dict[str, tuple[str, ...]] = {
     "none": (),
 }
 PAPER_ONLY_PARAMETERS = ("starting_balance", "slippage_bps", "maintenance_margin_rate", "market_data")
+CCXT_ONLY_KEYS = ("ccxt_options", "markets_ttl_seconds")
 
 Path = tuple[str | int, ...]
 Check = Callable[[Any, Path, "_Walk"], None]
@@ -37,7 +38,7 @@ Check = Callable[[Any, Path, "_Walk"], None]
 _SYMBOL = re.compile(r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _VERSION = re.compile(r"^\d+(\.\d+)*$")
-_CCXT_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+_IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
 _HTTP = re.compile(r"^https?://\S+$")
 _WS = re.compile(r"^wss?://\S+$")
 _CREDENTIAL_KEYS = ("api_key", "api_secret", "wallet_address", "private_key", "main_wallet",
@@ -89,7 +90,6 @@ def opt(spec: dict[str, Any]) -> dict[str, Any]:
 FRACTION = _num(0, 1)
 FEE = _num(-1, 1)
 POSITIVE_INT = _int(1)
-NON_NEGATIVE_INT = _int(0)
 SYMBOL = _str(pattern=_SYMBOL, what="a symbol in BASE/QUOTE form such as 'BTC/USDT'")
 LEVERAGE = _int(1, 125)
 
@@ -185,6 +185,10 @@ def _check_venue(node: dict[str, Any], path: Path, walk: _Walk) -> None:
         for key in PAPER_ONLY_PARAMETERS:
             if key in parameters:
                 walk.error(path + ("parameters", key), "applies only to a paper venue")
+    if effective != "ccxt":
+        for key in CCXT_ONLY_KEYS:
+            if key in node:
+                walk.error(path + (key,), "applies only to a ccxt venue")
 
 
 # --------------------------------------------------------------------------- the schema
@@ -196,7 +200,7 @@ VENUE = _map(
         "enabled": opt(_bool()),
         "exchange_type": _str(choices=(*ADAPTER_NAMES, "custom", "hybrid")),
         "adapter": opt(_str(choices=ADAPTER_NAMES)),
-        "ccxt_id": opt(_str(pattern=_CCXT_ID, what="a ccxt exchange id such as 'binanceusdm'")),
+        "ccxt_id": opt(_str(pattern=_IDENT, what="a ccxt exchange id such as 'binanceusdm'")),
         "display_name": _str(),
         "priority": POSITIVE_INT,
         "symbol_mapping": _str(pattern=_NAME, what="the name of a global_settings.symbol_mapping table"),
@@ -264,8 +268,9 @@ VENUE = _map(
             "market_data": opt(_map(
                 {
                     "source": _str(choices=("simulated", "ccxt")),
-                    "ccxt_id": opt(_str(pattern=_CCXT_ID, what="a ccxt exchange id such as 'binanceusdm'")),
+                    "ccxt_id": opt(_str(pattern=_IDENT, what="a ccxt exchange id such as 'binanceusdm'")),
                     "seed": opt(_int()),
+                    "epoch": opt({"type": "date"}),  # where the simulated walk starts
                     "symbols": opt(_table(
                         _map({"start_price": _num(above=0), "annual_volatility": _num(0, 10)}),
                         key=SYMBOL,
@@ -279,6 +284,10 @@ VENUE = _map(
             "failure_threshold": _int(1, 1000),
             "cooldown_seconds": _num(1, 300),
         })),
+        # Overrides of the adapter's capability flags (capabilities are data, not branches).
+        "capabilities": opt(_table(_bool(), key=_str(pattern=_IDENT, what="a capability name"))),
+        "markets_ttl_seconds": opt(_num(1, 86_400)),
+        "ccxt_options": opt({"type": "any_map"}),  # passed through to the ccxt constructor
     },
     checks=(_check_venue,),
 )
@@ -363,7 +372,8 @@ def _describe(spec: dict[str, Any]) -> str:
             return "one of " + ", ".join(spec["choices"])
         return spec.get("what") or "a non-empty string"
     return {"bool": "true or false", "list": "a list", "map": "a mapping", "table": "a mapping",
-            "date": "a date such as \"2025-11-18\"", "environments": "a mapping"}[kind]
+            "date": "an ISO date such as \"2025-11-18\"", "environments": "a mapping",
+            "any_map": "a mapping"}[kind]
 
 
 def format_path(path: Path) -> str:
@@ -398,7 +408,7 @@ def _scalar_problem(value: Any, spec: dict[str, Any]) -> str | None:
         if isinstance(value, datetime.date):
             return None
         try:
-            datetime.date.fromisoformat(str(value))
+            datetime.datetime.fromisoformat(str(value))
         except ValueError:
             return ""
         return None
@@ -451,6 +461,12 @@ class _Walk:
             if spec.get("unique") and item in seen:
                 self.error(path + (i,), f"{_show(item)} is listed twice")
             seen.append(item)
+
+    def _any_map(self, value: Any, spec: dict[str, Any], path: Path, partial: bool) -> None:
+        if not isinstance(value, dict):
+            self.bad(path, spec, value)
+        else:
+            list(self._keys(value, path))  # the contents are ccxt's business; keys must be strings
 
     def _keys(self, value: dict[Any, Any], path: Path) -> Iterator[str]:
         for key in value:

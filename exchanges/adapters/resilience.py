@@ -83,10 +83,12 @@ class RedisStore:
         self._p = prefix
 
     def incr(self, key: str, ttl: float) -> int:
+        # SET NX PX then INCR in one MULTI: the TTL is set only by the first increment and
+        # INCR keeps it. (PEXPIRE ... NX needs Redis 7; the embedded server is 6.2.)
         pipe = self._r.pipeline()
+        pipe.set(self._p + key, 0, px=max(1, int(ttl * 1000)), nx=True)
         pipe.incr(self._p + key)
-        pipe.pexpire(self._p + key, int(ttl * 1000), nx=True)
-        value, _ = pipe.execute()
+        _, value = pipe.execute()
         return int(value)
 
     def get(self, key: str) -> str | None:
@@ -133,6 +135,9 @@ class RateLimiter:
                 count = self.store.incr(f"rl:{self.scope}:{kind}:{seconds}:{bucket}", ttl=seconds * 2)
                 if count > limit:
                     wait = max(wait, (bucket + 1) * seconds - now)
+                    # Refused: do not also spend a slot of the longer window, or waiting
+                    # callers would use up the per-minute budget without any call being made.
+                    break
             if wait == 0.0:
                 return
             if self.clock() + wait > deadline:
@@ -307,7 +312,9 @@ class Guard:
                     found = lookup()
                 except OrderNotFound:
                     raise exc from None
-                except TemporaryExchangeError:
+                except ExchangeError:
+                    # Any failed look-up (network, auth, ...) leaves the order's fate unknown:
+                    # it must end as OrderStatusUnknown, never as an error that reads "not placed".
                     continue
                 self.breaker.record_success()
                 return found

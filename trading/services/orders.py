@@ -39,7 +39,7 @@ from risk.policy import Limits, OrderIntent, Verdict, check_pre_trade
 from risk.services import risk_event_record
 from trading.events import order_event
 from trading.models import Order
-from trading.services.positions import order_apply_result, positions_sync
+from trading.services.positions import balance_snapshot_record, order_apply_result, positions_sync
 from trading.services.snapshot import live_read, risk_snapshot
 
 logger = logging.getLogger(__name__)
@@ -245,13 +245,18 @@ def _mark(order: Order, status: str, error: str) -> None:
 
 
 def _sync_positions_after(*, account: ExchangeAccount, trader: ExchangeTrader, symbol: str) -> None:
+    """After a fill: the symbol's position and a balance snapshot, so the next risk check
+    on any of the user's accounts values this one from fresh figures."""
     try:
         venue_positions = trader.get_positions([symbol])
+        balance = trader.get_balance()
     except ExchangeError as exc:
         # The fill is recorded; reconciliation will bring the position in line.
         logger.warning("position read after fill failed for account %s: %s", account.pk, type(exc).__name__)
         return
-    positions_sync(account=account, venue_positions=venue_positions, symbols=[symbol])
+    with transaction.atomic():
+        positions_sync(account=account, venue_positions=venue_positions, symbols=[symbol])
+        balance_snapshot_record(account=account, balance=balance)
 
 
 def order_cancel(*, order: Order, actor: str = "", trader: ExchangeTrader | None = None) -> Order:

@@ -1,8 +1,14 @@
 from __future__ import annotations
 
-from django.contrib import admin
+import json
 
+from django.contrib import admin, messages
+from django.db import transaction
+from django.utils.html import format_html, format_html_join
+
+from agents import services
 from agents.models import AgentConfig, Decision, LLMCredential, ToolCall
+from alpha_platform.common.errors import ApplicationError
 
 
 @admin.register(AgentConfig)
@@ -11,7 +17,50 @@ class AgentConfigAdmin(admin.ModelAdmin):
     list_filter = ("status", "model_name", "account__venue")
     search_fields = ("name", "owner__username", "model_name")
     list_select_related = ("owner", "account")
-    readonly_fields = ("last_run_at", "created_at", "updated_at")
+    readonly_fields = ("status", "status_reason", "last_run_at", "created_at", "updated_at")
+    actions = ["pause", "resume", "run_now"]
+
+    def save_model(self, request, obj, form, change):
+        # Through the services, so the agent's beat schedule follows every change.
+        if change:
+            services.agent_update(agent=obj, **{f: form.cleaned_data[f] for f in form.changed_data
+                                                if f in services.EDITABLE})
+        else:
+            fields = {f: form.cleaned_data[f] for f in form.cleaned_data if f not in ("owner", "account", "name",
+                                                                                       "symbols")}
+            agent = services.agent_create(owner=form.cleaned_data["owner"], account=form.cleaned_data["account"],
+                                          name=form.cleaned_data["name"], symbols=form.cleaned_data["symbols"],
+                                          **fields)
+            obj.pk = agent.pk
+
+    def delete_model(self, request, obj):
+        services.agent_delete(agent=obj)
+
+    def delete_queryset(self, request, queryset):
+        for agent in queryset:
+            services.agent_delete(agent=agent)
+
+    @admin.action(description="Pause selected agents")
+    def pause(self, request, queryset):
+        for agent in queryset:
+            services.agent_pause(agent=agent, reason=f"paused by admin {request.user.get_username()}")
+        self.message_user(request, f"Paused {queryset.count()} agent(s).")
+
+    @admin.action(description="Resume selected agents")
+    def resume(self, request, queryset):
+        for agent in queryset:
+            try:
+                services.agent_resume(agent=agent)
+            except ApplicationError as exc:
+                self.message_user(request, f"{agent}: {exc.message}", messages.ERROR)
+
+    @admin.action(description="Run now (one decision, queued to a worker)")
+    def run_now(self, request, queryset):
+        from agents.tasks import agent_tick_task
+
+        for agent in queryset:
+            transaction.on_commit(lambda pk=agent.pk: agent_tick_task.delay(pk, Decision.Trigger.MANUAL))
+        self.message_user(request, f"Queued {queryset.count()} decision(s); they appear in Decisions when done.")
 
 
 class ToolCallInline(admin.TabularInline):
@@ -25,6 +74,11 @@ class ToolCallInline(admin.TabularInline):
         return False
 
 
+def _pre(value) -> str:
+    return format_html('<pre style="white-space:pre-wrap;max-width:1100px">{}</pre>',
+                       json.dumps(value, indent=2, default=str))
+
+
 @admin.register(Decision)
 class DecisionAdmin(admin.ModelAdmin):
     list_display = ("started_at", "agent", "owner", "status", "trigger", "model_name", "summary",
@@ -33,8 +87,39 @@ class DecisionAdmin(admin.ModelAdmin):
     search_fields = ("agent__name", "owner__username", "summary")
     date_hierarchy = "started_at"
     list_select_related = ("agent", "owner")
-    readonly_fields = [f.name for f in Decision._meta.fields]
     inlines = [ToolCallInline]
+    fieldsets = (
+        (None, {"fields": ("agent", "owner", "status", "trigger", "model_name", "summary", "error")}),
+        ("Timing and cost", {"fields": ("started_at", "finished_at", "timings", "prompt_tokens",
+                                        "completion_tokens", "cost_usd")}),
+        ("What the model saw", {"fields": ("context_pretty", "conversation")}),
+        ("Raw", {"classes": ("collapse",), "fields": ("market_snapshot_pretty", "raw_reply_pretty")}),
+    )
+    readonly_fields = ("agent", "owner", "status", "trigger", "model_name", "summary", "error", "started_at",
+                       "finished_at", "timings", "prompt_tokens", "completion_tokens", "cost_usd", "context_pretty",
+                       "conversation", "market_snapshot_pretty", "raw_reply_pretty")
+
+    @admin.display(description="Time per graph node (ms)")
+    def timings(self, obj):
+        return ", ".join(f"{k} {v:.0f}" for k, v in (obj.node_timings or {}).items())
+
+    @admin.display(description="Context")
+    def context_pretty(self, obj):
+        return _pre(obj.context)
+
+    @admin.display(description="Messages")
+    def conversation(self, obj):
+        rows = ((m.get("role", "?"), m.get("content") or json.dumps(m.get("tool_calls", ""), default=str))
+                for m in obj.messages or [])
+        return format_html_join("", '<p><b>{}</b><br><span style="white-space:pre-wrap">{}</span></p>', rows)
+
+    @admin.display(description="Market snapshot")
+    def market_snapshot_pretty(self, obj):
+        return _pre(obj.market_snapshot)
+
+    @admin.display(description="Raw replies")
+    def raw_reply_pretty(self, obj):
+        return _pre(obj.raw_reply)
 
     def has_add_permission(self, request):
         return False

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from exchanges.forms import ExchangeAccountForm
@@ -48,6 +49,16 @@ class ExchangeAccountAdmin(admin.ModelAdmin):
                                              testnet=form.cleaned_data["testnet"])
             if creds:
                 services.exchange_account_set_credentials(account=obj, credentials=creds)
+
+    def delete_model(self, request, obj):
+        try:
+            services.exchange_account_delete(account=obj)
+        except ValidationError as exc:
+            self.message_user(request, f"{obj} was not deleted: {' '.join(exc.messages)}", messages.ERROR)
+
+    def delete_queryset(self, request, queryset):
+        for account in queryset:
+            self.delete_model(request, account)
 
     @admin.action(description="Test connection (fetch the balance)")
     def test_connection(self, request, queryset):

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
 from risk.models import KillSwitch, RiskEvent, RiskProfile
+from risk.services import global_halt_active, global_halt_lift, global_halt_trip, user_halt_lift
 
 
 @admin.register(RiskProfile)
@@ -64,9 +68,56 @@ class KillSwitchAdmin(admin.ModelAdmin):
     list_filter = ("scope", "active")
     search_fields = ("user__username", "reason", "tripped_by_label")
     readonly_fields = [f.name for f in KillSwitch._meta.fields]
+    actions = ["lift"]
+    change_list_template = "admin/risk/killswitch_changelist.html"
 
     def has_add_permission(self, request):
         return False
+
+    def get_urls(self):
+        return [path("global-halt/", self.admin_site.admin_view(self.global_halt_view),
+                     name="risk_killswitch_global_halt")] + super().get_urls()
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "global_halt": global_halt_active()}
+        return super().changelist_view(request, extra_context)
+
+    def global_halt_view(self, request):
+        """Trip (with a reason) or lift the platform-wide halt, after a confirmation."""
+        active = global_halt_active()
+        if request.method == "POST" and request.POST.get("confirmed") == "yes":
+            try:
+                if active:
+                    global_halt_lift(by=request.user)
+                    self.message_user(request, "Global halt lifted: orders flow again.", messages.SUCCESS)
+                else:
+                    global_halt_trip(by=request.user, reason=request.POST.get("reason", ""))
+                    self.message_user(request, "Global halt ON: every order on the platform is refused.",
+                                      messages.WARNING)
+            except PermissionError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            return redirect("admin:risk_killswitch_changelist")
+        return TemplateResponse(request, "admin/confirm_action.html", {
+            **self.admin_site.each_context(request),
+            "title": "Lift the global halt" if active else "Halt all trading",
+            "question": ("Let orders flow again on the whole platform?" if active else
+                         "Refuse every order of every user, agents and manual alike, until lifted?"),
+            "ask_reason": not active, "hidden": [],
+            "confirm_label": "Yes, lift it" if active else "Yes, halt everything",
+            "cancel_url": reverse("admin:risk_killswitch_changelist")})
+
+    @admin.action(description="Lift the selected kill switches")
+    def lift(self, request, queryset):
+        for switch in queryset.filter(active=True):
+            try:
+                if switch.scope == KillSwitch.Scope.GLOBAL:
+                    global_halt_lift(by=request.user)
+                else:
+                    user_halt_lift(user=switch.user, by=request.user)
+            except PermissionError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, f"{switch}: lifted", messages.SUCCESS)
 
     def has_change_permission(self, request, obj=None):
         return False

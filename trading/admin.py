@@ -1,8 +1,15 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.template.response import TemplateResponse
+from django.urls import path
 
+from alpha_platform.common.errors import ApplicationError
+from trading.admin_views import manual_order_view
 from trading.models import BalanceSnapshot, Fill, Order, Position
+from trading.services import kill_switch_lift, kill_switch_trip, order_cancel
 
 
 class FillInline(admin.TabularInline):
@@ -26,12 +33,26 @@ class OrderAdmin(admin.ModelAdmin):
     list_select_related = ("owner", "account")
     readonly_fields = [f.name for f in Order._meta.fields]
     inlines = [FillInline]
+    actions = ["cancel_orders"]
 
-    def has_add_permission(self, request):
-        return False  # orders are placed through the order form, which goes through the risk gate
+    def add_view(self, request, form_url="", extra_context=None):
+        # "Add order" is the manual order form: it goes through order_submit and the risk gate.
+        return manual_order_view(self, request)
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    @admin.action(description="Cancel selected open orders at the venue")
+    def cancel_orders(self, request, queryset):
+        for order in queryset.select_related("account"):
+            if not order.is_open:
+                continue
+            try:
+                order_cancel(order=order, actor=f"admin:{request.user.get_username()}")
+            except ApplicationError as exc:
+                self.message_user(request, f"{order.client_order_id}: {exc.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"{order.client_order_id}: cancelled", messages.SUCCESS)
 
 
 @admin.register(Position)
@@ -79,3 +100,38 @@ class FillAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class PlatformUserAdmin(UserAdmin):
+    """The user admin, with the user's kill switch (after a confirmation page)."""
+
+    actions = ["trip_kill_switch", "lift_kill_switch"]
+
+    @admin.action(description="Trip kill switch: cancel orders, close every position, halt agents")
+    def trip_kill_switch(self, request, queryset):
+        if request.POST.get("confirmed") != "yes":
+            return TemplateResponse(request, "admin/confirm_action.html", {
+                **self.admin_site.each_context(request), "title": "Trip kill switch",
+                "question": "Cancel every open order, close every position on every account and halt every "
+                            "agent of these users?",
+                "items": [u.get_username() for u in queryset], "ask_reason": True,
+                "hidden": [("action", "trip_kill_switch")] + [("_selected_action", u.pk) for u in queryset],
+                "confirm_label": "Yes, trip it", "cancel_url": request.get_full_path()})
+        reason = request.POST.get("reason") or "tripped by an operator"
+        for user in queryset:
+            switch = kill_switch_trip(user=user, label=f"admin:{request.user.get_username()}", reason=reason,
+                                      by=request.user)
+            closed = sum(a.get("closed", 0) for a in switch.summary.get("accounts", []))
+            self.message_user(request, f"{user}: kill switch on ({closed} position(s) closed)", messages.WARNING)
+
+    @admin.action(description="Lift kill switch (agents stay paused until resumed)")
+    def lift_kill_switch(self, request, queryset):
+        for user in queryset:
+            lifted = kill_switch_lift(user=user, by=request.user)
+            self.message_user(request, f"{user}: {'lifted' if lifted else 'was not on'}")

@@ -30,6 +30,7 @@ Rules, in order; the first that fails decides (``Verdict.rule`` names are stable
                         (closing, or marked reduce_only); those go on to rule 6, which only
                         lets true reductions through, so the kill switch can still flatten.
  3. data_unavailable    price, equity or positions unreadable (None), or price <= 0: reject.
+                        A reduce-shaped order needs only the positions (to confirm it reduces).
                         For opening orders also: equity <= 0, or day_start_equity unknown.
  4. quantity            quantity must be > 0.
  5. limit_price         a LIMIT order needs a limit price > 0.
@@ -316,6 +317,14 @@ def exposure(positions: Iterable[PositionView], venue: str | None = None) -> Dec
 
 # -- formatting: people read these sentences --------------------------------------------
 
+def daily_loss(day_start_equity: Decimal, equity: Decimal, limit_percent: Decimal) -> tuple[Decimal, Decimal, bool]:
+    """(loss today, the loss limit in USD, whether the limit is reached). Rule 10; also
+    used by the periodic watch, so a loss trips the kill switch without an order."""
+    loss = max(D0, day_start_equity - equity)
+    loss_limit = limit_percent * day_start_equity
+    return loss, loss_limit, loss > 0 and loss >= loss_limit
+
+
 def _usd(value: Decimal) -> str:
     return f"{value:,.2f}"
 
@@ -352,19 +361,23 @@ def check_pre_trade(limits: Limits, intent: OrderIntent, snap: Snapshot) -> Verd
         return _reject("user_halted", "Your kill switch is on: only orders that reduce an existing "
                        f"position are accepted, and {what} would open or increase one.")
 
-    missing = [name for name, value in (("price", snap.price), ("equity", snap.equity),
-                                        ("positions", snap.positions)) if value is None]
+    # A reduction needs only the position it reduces: the kill switch must be able to
+    # flatten while a price or balance read is failing. Anything else needs all three.
+    needed = (("positions", snap.positions),) if intent.is_reduce_shaped else (
+        ("price", snap.price), ("equity", snap.equity), ("positions", snap.positions))
+    missing = [name for name, value in needed if value is None]
     if missing:
         labels = {"price": f"the mark price of {sym} on {venue}", "equity": "your equity (account balances)",
                   "positions": "your open positions"}
         return _reject("data_unavailable", f"Could not read {' or '.join(labels[m] for m in missing)}; the "
                        "order is refused until the data is available again.", missing=",".join(missing))
-    assert snap.price is not None and snap.equity is not None and snap.positions is not None
     price, equity, positions = snap.price, snap.equity, snap.positions
-    if price <= 0:
+    assert positions is not None
+    if price is not None and price <= 0:
         return _reject("data_unavailable", f"The mark price of {sym} on {venue} reads {price}, "
                        "which cannot be right; the order is refused.", price=price)
     if not intent.is_reduce_shaped:
+        assert price is not None and equity is not None
         if equity <= 0:
             return _reject("data_unavailable", f"Your equity is {_usd(equity)} USD; no position can "
                            "be opened or increased without margin.", equity=equity)
@@ -426,9 +439,8 @@ def check_pre_trade(limits: Limits, intent: OrderIntent, snap: Snapshot) -> Verd
 
     day_start = snap.day_start_equity
     assert day_start is not None
-    loss = max(D0, day_start - equity)
-    loss_limit = limits.daily_loss_limit_percent * day_start
-    if loss > 0 and loss >= loss_limit:
+    loss, loss_limit, breached = daily_loss(day_start, equity, limits.daily_loss_limit_percent)
+    if breached:
         return _reject("daily_loss", f"Your loss today is {_usd(loss)} USD ({_pct(_share(loss, day_start))} of "
                        f"{_usd(day_start)} USD at the start of the day), which reaches your daily limit of "
                        f"{_pct(limits.daily_loss_limit_percent)} ({_usd(loss_limit)} USD); no new positions, and "

@@ -9,7 +9,7 @@ from celery.signals import worker_ready
 from django.core.cache import cache
 
 from exchanges.models import ExchangeAccount
-from trading.services import account_reconcile
+from trading.services import account_reconcile, daily_loss_watch
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ def account_reconcile_task(account_id: int) -> dict | None:
         if account is None:
             return None
         report = account_reconcile(account=account)
+        daily_loss_watch(user=account.owner)
         return {"orders_checked": report.orders_checked, "discrepancies": report.discrepancies,
                 "errors": len(report.errors)}
     finally:

@@ -23,6 +23,7 @@ PRODUCTION_ENV = {
 def run_manage(*args, env):
     clean = {k: v for k, v in os.environ.items()
              if k not in PRODUCTION_ENV and k not in ("DEBUG", "ALPHA_VAR_DIR")}
+    clean["DJANGO_SETTINGS_MODULE"] = "alpha_platform.settings"  # not the suite's tests.settings
     clean.update(env)
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=clean,
                           capture_output=True, text=True, timeout=120)

@@ -165,13 +165,22 @@ def test_global_halt_comes_before_user_halt():
 # -- data unavailable (fail closed) -----------------------------------------------------
 
 @pytest.mark.parametrize("missing", ["price", "equity", "positions"])
-@pytest.mark.parametrize("reducing", [False, True])
-def test_missing_data_rejects(missing, reducing):
+def test_missing_data_rejects(missing):
     snap = dataclasses.replace(make_snap(positions=(pos(size="1"),)), **{missing: None})
-    intent = close_long("0.5") if reducing else make_intent()
-    v = check(intent=intent, snap=snap)
+    v = check(intent=make_intent(), snap=snap)
     assert_rejected(v, "data_unavailable")
     assert missing in v.message and v.details["missing"] == missing
+
+
+def test_a_reduction_needs_only_the_positions():
+    """The kill switch must flatten while a price or balance read fails; the position read
+    alone proves the order reduces."""
+    base = make_snap(positions=(pos(size="1"),))
+    for missing in ("price", "equity"):
+        v = check(intent=close_long("0.5"), snap=dataclasses.replace(base, **{missing: None}))
+        assert v.allowed and v.rule == "reduce_only"
+    v = check(intent=close_long("0.5"), snap=dataclasses.replace(base, positions=None))
+    assert_rejected(v, "data_unavailable")
 
 
 def test_all_missing_fields_are_named():
@@ -782,9 +791,11 @@ def test_verdicts_are_well_formed(case):
 @PROPS
 @given(cases, st.sampled_from(["price", "equity", "positions"]))
 def test_missing_data_is_never_allowed(case, field):
+    # A missing position read always rejects; a missing price or equity rejects anything
+    # but a confirmed pure reduction (which needs only the positions).
     limits, intent, snap = case
     v = check_pre_trade(limits, intent, dataclasses.replace(snap, **{field: None}))
-    assert not v.allowed
+    assert not v.allowed or (field != "positions" and v.reduces_only)
 
 
 @PROPS

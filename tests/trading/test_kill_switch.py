@@ -103,3 +103,29 @@ def test_daily_loss_just_under_the_limit_trades(user, market):
                                    margin_balance=D("11700"))
     assert submit(account, "BTC/USDT", "BUY", "LONG", "0.01").order.status == Order.Status.FILLED
     assert not KillSwitch.objects.filter(user=user).exists()
+
+
+def test_daily_loss_watch_trips_without_an_order(user, market):
+    from trading.services import daily_loss_watch
+    from trading.tasks import account_reconcile_task
+
+    account = make_account(user)
+    agent = make_agent(user, account)
+    assert submit(account, "BTC/USDT", "BUY", "LONG", "0.04").order.status == "FILLED"  # 2,000 USD: at the cap
+    midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    BalanceSnapshot.objects.create(account=account, taken_at=midnight - timedelta(minutes=1),
+                                   total_balance=D("10000"), available_balance=D("10000"),
+                                   margin_balance=D("10000"))
+    assert daily_loss_watch(user=user) is None
+    # Entry 50,010 (slippage), fee 1.0002. At 20,000: loss 0.04 * 30,010 + 1.0002 = 1,201.40 (12.0%).
+    market.set("BTC/USDT", "20000")
+    account_reconcile_task(account.pk)
+    assert not KillSwitch.objects.filter(user=user).exists()
+    # At 10,000: loss 0.04 * 40,010 + 1.0002 = 1,601.40 (16.0%): over 15%, no order needed to trip.
+    market.set("BTC/USDT", "10000")
+    account_reconcile_task(account.pk)
+    switch = KillSwitch.objects.get(user=user, active=True)
+    assert switch.tripped_by_label == "daily_loss_limit" and "1601.40" in switch.reason
+    assert not Position.objects.filter(account=account, status="open").exists()
+    agent.refresh_from_db()
+    assert agent.status == AgentConfig.Status.HALTED

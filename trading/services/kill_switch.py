@@ -84,3 +84,27 @@ def kill_switch_trip(*, user: AbstractBaseUser, label: str, reason: str,
 
 def kill_switch_lift(*, user: AbstractBaseUser, by: AbstractBaseUser) -> int:
     return user_halt_lift(user=user, by=by)
+
+
+def daily_loss_watch(*, user: AbstractBaseUser) -> KillSwitch | None:
+    """Trip the kill switch when today's loss reaches the limit, without waiting for an
+    order to be attempted. Runs after each reconciliation (which snapshots balances)."""
+    from django.utils import timezone
+
+    from risk.models import RiskProfile
+    from risk.policy import daily_loss
+    from risk.services import user_halt_active
+    from trading.services.snapshot import equity_figures
+
+    if user_halt_active(user.pk):
+        return None
+    equity, day_start = equity_figures(user=user, now=timezone.now())
+    if equity is None or not day_start:
+        return None
+    limit = RiskProfile.objects.get(user=user).daily_loss_limit_percent
+    loss, loss_limit, breached = daily_loss(day_start, equity, limit)
+    if not breached:
+        return None
+    return kill_switch_trip(user=user, label="daily_loss_limit",
+                            reason=f"Loss today {loss:.2f} USD reached the daily limit of {loss_limit:.2f} USD "
+                                   f"({limit * 100:.1f}% of {day_start:.2f} USD)")

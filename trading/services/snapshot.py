@@ -77,6 +77,35 @@ def _order_view(order: Order, price: Decimal | None) -> PositionView | None:
                         side=order.position_side, size=remaining, mark_price=mark)
 
 
+def equity_figures(*, user, now: datetime, live: tuple[ExchangeAccount, Decimal] | None = None
+                   ) -> tuple[Decimal | None, Decimal | None]:
+    """(equity now, equity at the start of the UTC day) across the user's accounts.
+
+    ``live`` gives one account's current equity read from the venue; the others are
+    valued at their latest balance snapshot. An account with open positions and no
+    snapshot makes equity unknown (None): its value cannot be guessed. An account with
+    no snapshot from before today counts at its current equity for the day's start.
+    """
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    equity = D0
+    start = D0
+    for acct in ExchangeAccount.objects.filter(owner=user).exclude(status=ExchangeAccount.Status.DISABLED):
+        if live is not None and acct.pk == live[0].pk:
+            current = live[1]
+        else:
+            latest = BalanceSnapshot.objects.filter(account=acct).order_by("-taken_at").first()
+            if latest is None:
+                if Position.objects.filter(account=acct, status=Position.Status.OPEN).exists():
+                    return None, None
+                continue
+            current = latest.margin_balance
+        equity += current
+        opening = (BalanceSnapshot.objects.filter(account=acct, taken_at__lte=day_start).order_by("-taken_at").first()
+                   or BalanceSnapshot.objects.filter(account=acct, taken_at__gte=day_start).order_by("taken_at").first())
+        start += opening.margin_balance if opening else current
+    return equity, start
+
+
 def risk_snapshot(*, user, read: LiveRead, now: datetime | None = None,
                   exclude_order_ids: tuple[int, ...] = ()) -> Snapshot:
     now = now or timezone.now()
@@ -93,27 +122,8 @@ def risk_snapshot(*, user, read: LiveRead, now: datetime | None = None,
             positions.append(PositionView(account_id=row.account_id, venue=row.account.venue, symbol=row.symbol,
                                           side=row.side, size=row.size, mark_price=row.mark_price))
 
-    # Equity: live for the target account, the latest snapshot for the others.
-    equity: Decimal | None = None
-    day_start_equity: Decimal | None = None
-    if read.balance is not None:
-        equity = read.balance.margin_balance
-        day_start_equity = D0
-        for acct in ExchangeAccount.objects.filter(owner=user).exclude(status=ExchangeAccount.Status.DISABLED):
-            latest = BalanceSnapshot.objects.filter(account=acct).order_by("-taken_at").first()
-            current = read.balance.margin_balance if acct.pk == account.pk else (latest.margin_balance if latest else None)
-            if acct.pk != account.pk:
-                if latest is None:
-                    if Position.objects.filter(account=acct, status=Position.Status.OPEN).exists():
-                        equity = None  # positions of unknown value: fail closed
-                        break
-                    continue
-                equity += latest.margin_balance
-            opening = (BalanceSnapshot.objects.filter(account=acct, taken_at__lte=day_start).order_by("-taken_at").first()
-                       or BalanceSnapshot.objects.filter(account=acct, taken_at__gte=day_start).order_by("taken_at").first())
-            day_start_equity += opening.margin_balance if opening else (current or D0)
-        if equity is None:
-            day_start_equity = None
+    equity, day_start_equity = (equity_figures(user=user, now=now, live=(account, read.balance.margin_balance))
+                                if read.balance is not None else (None, None))
 
     # Reservations: opening orders in flight anywhere, and orders that filled after the
     # live read began (their effect may be missing from it).

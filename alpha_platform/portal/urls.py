@@ -1,0 +1,3 @@
+"""The web portal (pages in templates/portal/)."""
+
+urlpatterns: list = []

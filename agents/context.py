@@ -42,11 +42,12 @@ class AgentContext:
 
     def __init__(self, agent: AgentConfig, trader: ExchangeTrader) -> None:
         self.agent = agent
-        self.account = agent.account
+        self.exchange_account = agent.account
         self.trader = trader
 
     def market(self, symbol: str) -> MarketSnapshot:
-        kw = dict(trader=self.trader, venue=self.account.venue, testnet=self.account.testnet, symbol=symbol)
+        kw = dict(trader=self.trader, venue=self.exchange_account.venue, testnet=self.exchange_account.testnet,
+                  symbol=symbol)
         tick = market_data.ticker(**kw)
         candles = market_data.candles(**kw, timeframe=CANDLE_TIMEFRAME, limit=CANDLE_LIMIT)
         price = tick.mark if tick.mark is not None else tick.last
@@ -63,7 +64,7 @@ class AgentContext:
         open_orders = [
             OpenOrderInfo(id=o.pk, symbol=o.symbol, side=o.side, type=o.order_type, quantity=o.quantity,
                           price=o.price or o.stop_price, reduce_only=o.reduce_only)
-            for o in Order.objects.filter(account=self.account, status__in=[Order.Status.NEW,
+            for o in Order.objects.filter(account=self.exchange_account, status__in=[Order.Status.NEW,
                                                                             Order.Status.PARTIALLY_FILLED])[:20]
         ]
         return AccountSnapshot(balance=balance.total_balance, equity=balance.margin_balance,

@@ -341,10 +341,19 @@ def _share(amount: Decimal, equity: Decimal) -> Decimal:
     return amount / equity if equity > 0 else D0
 
 
+def _num(value: Any) -> str:
+    """A detail as text: Decimals to at most 8 places, without trailing zeros."""
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        text = format(value.quantize(Decimal("0.00000001")).normalize(), "f") if value.is_finite() else str(value)
+        return "0" if text in ("-0", "") else text
+    return str(value)
+
+
 def _reject(rule: str, message: str, trip: bool = False, **details: Any) -> Verdict:
     return Verdict(allowed=False, rule=rule, message=message,
-                   details={k: "" if v is None else str(v) for k, v in details.items()},
-                   trip_kill_switch=trip)
+                   details={k: _num(v) for k, v in details.items()}, trip_kill_switch=trip)
 
 
 # -- the decision -----------------------------------------------------------------------
@@ -410,7 +419,7 @@ def check_pre_trade(limits: Limits, intent: OrderIntent, snap: Snapshot) -> Verd
         return Verdict(allowed=True, rule="reduce_only", reduces_only=True,
                        message=f"Allowed: reduces your {sym} {intent.position_side} position on {venue} "
                                f"from {_qty(leg)} to {_qty(left)}.",
-                       details={"position_size": str(leg), "quantity": str(qty), "size_after": str(left)})
+                       details={"position_size": _num(leg), "quantity": _num(qty), "size_after": _num(left)})
 
     # From here on the order opens or increases a position.
     if sym not in limits.allowed_symbols:
@@ -516,9 +525,9 @@ def check_pre_trade(limits: Limits, intent: OrderIntent, snap: Snapshot) -> Verd
                  f"{venue} exposure {_pct(_share(venue_after, equity))} of "
                  f"{_pct(limits.max_exchange_exposure_percent)}; total exposure "
                  f"{_pct(_share(total_after, equity))} of {_pct(limits.max_total_exposure_percent)}."),
-        details={"order_notional": str(order_notional), "position_notional": str(pos_after),
-                 "position_limit": str(pos_limit), "exchange_exposure": str(venue_after),
-                 "exchange_limit": str(venue_cap), "total_exposure": str(total_after),
-                 "total_limit": str(total_cap), "equity": str(equity),
+        details={"order_notional": _num(order_notional), "position_notional": _num(pos_after),
+                 "position_limit": _num(pos_limit), "exchange_exposure": _num(venue_after),
+                 "exchange_limit": _num(venue_cap), "total_exposure": _num(total_after),
+                 "total_limit": _num(total_cap), "equity": _num(equity),
                  "open_positions": str(len(legs_after))},
     )

@@ -137,6 +137,7 @@ CACHES = {
     }
 }
 
+REALTIME_ENABLED = env.bool("REALTIME_ENABLED", default=True)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -178,7 +179,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [d for d in [BASE_DIR / "static"] if d.exists()]
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "portal:login"
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -250,3 +251,16 @@ CELERY_BEAT_SCHEDULE = {
 AGENT_TICK_TIME_LIMIT = env.int("AGENT_TICK_TIME_LIMIT", default=120)
 LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=30.0)
 LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=2)
+
+# --- Portal: sign-in, sign-up and sign-in throttling --------------------------------
+# Sign-up is off unless enabled; operators create users in the admin otherwise.
+PORTAL_SIGNUP_ENABLED = env.bool("PORTAL_SIGNUP_ENABLED", default=False)
+LOGIN_REDIRECT_URL = "portal:dashboard"
+LOGOUT_REDIRECT_URL = "portal:login"
+# After LOGIN_THROTTLE_FAILURES failed sign-ins for one username from one address within
+# the window (or LOGIN_THROTTLE_ADDRESS_FAILURES from one address for any usernames),
+# signing in is refused for the lockout time (alpha_platform/portal/throttle.py).
+LOGIN_THROTTLE_FAILURES = env.int("LOGIN_THROTTLE_FAILURES", default=5)
+LOGIN_THROTTLE_ADDRESS_FAILURES = env.int("LOGIN_THROTTLE_ADDRESS_FAILURES", default=50)
+LOGIN_THROTTLE_WINDOW_SECONDS = env.int("LOGIN_THROTTLE_WINDOW_SECONDS", default=15 * 60)
+LOGIN_THROTTLE_LOCKOUT_SECONDS = env.int("LOGIN_THROTTLE_LOCKOUT_SECONDS", default=15 * 60)

@@ -26,15 +26,17 @@ def main() -> None:
     embedded = "REDIS_URL" not in env
     if embedded:
         env["REDIS_URL"] = f"redis://127.0.0.1:{args.redis_port}/0"
-    env.update(HOST=args.host, PORT=str(args.port), WORKER_CONCURRENCY=str(args.concurrency),
+    # honcho sets PORT for each process itself, so the web port travels as WEB_PORT.
+    env.update(WEB_HOST=args.host, WEB_PORT=str(args.port), WORKER_CONCURRENCY=str(args.concurrency),
                EMBEDDED_REDIS_PORT=str(args.redis_port), PYTHONUNBUFFERED="1")
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
 
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run(manage + ["check_config"], check=True, env=env, cwd=ROOT)
     subprocess.run(manage + ["migrate", "--noinput", "-v", "0"], check=True, env=env, cwd=ROOT)
+    # Redis is not up yet: the seed's live-update pushes have nobody to reach.
     subprocess.run(manage + ["seed_demo", "--url", f"http://{args.host}:{args.port}"],
-                   check=True, env=env, cwd=ROOT)
+                   check=True, env={**env, "REALTIME_ENABLED": "false"}, cwd=ROOT)
 
     processes = (["redis"] if embedded else []) + ["web", "worker", "beat"]
     print(f"Starting {', '.join(processes)} (Ctrl-C stops all)", flush=True)

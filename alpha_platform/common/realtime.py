@@ -8,6 +8,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
@@ -21,6 +22,8 @@ def user_group(user_id: int) -> str:
 
 
 def _send(groups: list[str], event: dict[str, Any]) -> None:
+    if not getattr(settings, "REALTIME_ENABLED", True):
+        return
     layer = get_channel_layer()
     if layer is None:
         return

@@ -3,10 +3,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.utils import timezone
 
 from alpha_platform.common import crypto
-from alpha_platform.common.models import EncryptedTextField, TimeStampedModel
+from alpha_platform.common.models import EncryptedTextField, TimeStampedModel, decimal_field
 from alpha_platform.common.secrets import Credentials
 
 
@@ -65,7 +64,30 @@ class ExchangeAccount(TimeStampedModel):
     def account_ref(self) -> str:
         return f"acct{self.pk}"
 
-    def mark_checked(self, *, ok: bool, error: str = "") -> None:
-        self.status = self.Status.OK if ok else self.Status.ERROR
-        self.last_error = error
-        self.last_checked_at = timezone.now()
+
+class PaperAccountState(TimeStampedModel):
+    """The paper venue's book for one account (``exchanges.paper_store.DjangoPaperStore``).
+
+    ``book`` is the whole ``PaperBook`` as JSON (Decimals as strings); the columns beside
+    it are copies kept for queries and admin lists. The row is also the account's lock:
+    every change to the book happens under ``select_for_update`` on it.
+    """
+
+    account_ref = models.CharField(max_length=64, unique=True)
+    # Set when the ref names an ExchangeAccount ("acct<pk>"), so deleting the account
+    # deletes its simulated book.
+    account = models.OneToOneField(ExchangeAccount, null=True, blank=True, on_delete=models.CASCADE,
+                                   related_name="paper_state")
+    starting_balance = decimal_field()
+    wallet_balance = decimal_field()
+    open_positions = models.JSONField(default=dict, blank=True)  # symbol -> {quantity, entry_price}
+    open_orders = models.PositiveIntegerField(default=0)
+    last_sync_at = models.DateTimeField(null=True, blank=True)
+    book = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["account_ref"]
+        verbose_name = "paper account state"
+
+    def __str__(self) -> str:
+        return f"paper book {self.account_ref}"

@@ -1,0 +1,40 @@
+"""The built-in paper venue: simulated USDT-margined perpetual futures. Django-free.
+
+- ``market``: deterministic simulated prices (``SimulatedMarket``) or a real venue's
+  public data (``CcxtPublicMarket``);
+- ``engine``: matching, margin, PnL and liquidation over a ``PaperBook``;
+- ``store``: the book and the ``PaperStore`` protocol (``MemoryPaperStore`` here, the
+  database-backed one in ``exchanges.paper_store``);
+- ``trader``: ``PaperTrader``, the ExchangeTrader the registry builds.
+"""
+
+from exchanges.adapters.paper.engine import AccountView, Marks, PaperEngine, PaperRules, PositionView
+from exchanges.adapters.paper.market import CcxtPublicMarket, PriceSource, SimulatedMarket
+from exchanges.adapters.paper.store import (
+    MemoryPaperStore,
+    PaperBook,
+    PaperFill,
+    PaperOrder,
+    PaperPosition,
+    PaperStore,
+)
+from exchanges.adapters.paper.trader import PaperTrader, build_market
+
+__all__ = [
+    "AccountView",
+    "CcxtPublicMarket",
+    "Marks",
+    "MemoryPaperStore",
+    "PaperBook",
+    "PaperEngine",
+    "PaperFill",
+    "PaperOrder",
+    "PaperPosition",
+    "PaperRules",
+    "PaperStore",
+    "PaperTrader",
+    "PositionView",
+    "PriceSource",
+    "SimulatedMarket",
+    "build_market",
+]

@@ -1,0 +1,655 @@
+"""The paper venue's matching and margin engine: USDT-margined perpetuals, one-way
+positions, cross margin. Django-free and store-free: it mutates a ``PaperBook`` handed to
+it and reads prices from a ``PriceSource``.
+
+Conventions (as on Binance USD-M, simplified):
+
+- market orders fill at mark +/- ``slippage_bps`` and pay the taker fee; a marketable
+  limit fills the same way (never worse than its limit), a resting limit fills at its
+  price as maker when the price path reaches it;
+- STOP_MARKET / TAKE_PROFIT_MARKET fill at their trigger +/- slippage as taker;
+- reduce-only orders never increase or flip a position: refused when they would, clipped
+  to the position when larger, expired when the position they protect is gone;
+- realized PnL excludes fees (fees are tracked separately), the wallet gets both;
+- cross margin: margin balance = wallet + uPnL; initial margin = notional at mark /
+  leverage; available = margin balance - initial margin - margin reserved by resting
+  opening limits; maintenance = ``maintenance_margin_rate`` x notional;
+- a position is liquidated at its liquidation price (the price at which the account's
+  margin balance equals its total maintenance margin, other positions at mark), paying
+  the taker fee as a clearance fee.
+
+Every touch of an account first ``sync``s it: resting orders and liquidations are
+evaluated against the price path since the last touch, window by window, nearest
+trigger first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from exchanges.adapters.base import OrderRequest, OrderSide, OrderStatus, OrderType, PositionSide
+from exchanges.adapters.errors import (
+    BadPrecision,
+    InsufficientFunds,
+    InvalidOrderError,
+    OrderNotFound,
+)
+from exchanges.adapters.paper.market import PriceSource
+from exchanges.adapters.paper.store import D0, PaperBook, PaperFill, PaperOrder, PaperPosition
+
+MONEY = Decimal("0.00000001")  # USDT amounts: 8 places
+ENTRY = Decimal("0.00000001")  # average entry prices keep 8 places, not the tick
+BPS = Decimal("10000")
+TRIGGER_TYPES = (OrderType.STOP_MARKET.value, OrderType.TAKE_PROFIT_MARKET.value)
+
+
+def money(value: Decimal) -> Decimal:
+    return value.quantize(MONEY, rounding=ROUND_HALF_EVEN)
+
+
+def _dec(value: Any, default: Any = None) -> Decimal:
+    if value is None:
+        value = default
+    return Decimal(str(value))
+
+
+def _step(places: Any) -> Decimal:
+    return Decimal(1).scaleb(-int(places))
+
+
+@dataclass(frozen=True)
+class PaperRules:
+    """The venue's figures, from its config block (``PaperRules.from_venue_config``)."""
+
+    venue: str = "paper"
+    maker_fee: Decimal = Decimal("0.0002")
+    taker_fee: Decimal = Decimal("0.0005")
+    slippage_bps: Decimal = Decimal("2")
+    maintenance_margin_rate: Decimal = Decimal("0.005")
+    default_leverage: int = 1
+    max_leverage: int = 20
+    per_symbol_max_leverage: Mapping[str, int] = field(default_factory=dict)
+    quantity_step: Decimal = Decimal("0.000001")
+    price_tick: Decimal = Decimal("0.01")
+    min_notional: Decimal = Decimal("5")
+    supported_types: frozenset[str] = frozenset(t.value for t in OrderType)
+    time_in_force: frozenset[str] = frozenset({"GTC", "IOC"})
+    history_limit: int = 1000
+    sync_window_seconds: float = 60.0
+
+    @classmethod
+    def from_venue_config(cls, config: Mapping[str, Any], *, venue: str = "paper") -> PaperRules:
+        trading = config.get("trading") or {}
+        params = config.get("parameters") or {}
+        fees = trading.get("fees") or {}
+        leverage = trading.get("leverage") or {}
+        sizing = trading.get("position_sizing") or {}
+        orders = trading.get("order_management") or {}
+        supported = orders.get("supported_types") or [t.value for t in OrderType]
+        tifs = orders.get("time_in_force") or ["GTC", "IOC"]
+        return cls(
+            venue=venue,
+            maker_fee=_dec(fees.get("maker"), "0.0002"),
+            taker_fee=_dec(fees.get("taker"), "0.0005"),
+            slippage_bps=_dec(params.get("slippage_bps"), "2"),
+            maintenance_margin_rate=_dec(params.get("maintenance_margin_rate"), "0.005"),
+            default_leverage=int(leverage.get("default") or 1),
+            max_leverage=int(leverage.get("maximum") or 20),
+            per_symbol_max_leverage={k: int(v) for k, v in (leverage.get("per_symbol") or {}).items()},
+            quantity_step=_step(sizing.get("quantity_precision", 6)),
+            price_tick=_step(sizing.get("price_precision", 2)),
+            min_notional=_dec(sizing.get("min_notional"), "5"),
+            supported_types=frozenset(str(t).upper() for t in supported),
+            time_in_force=frozenset(str(t).upper() for t in tifs),
+        )
+
+    def max_leverage_for(self, symbol: str) -> int:
+        return int(self.per_symbol_max_leverage.get(symbol, self.max_leverage))
+
+
+# --------------------------------------------------------------------------- views
+@dataclass(frozen=True)
+class PositionView:
+    position: PaperPosition
+    mark_price: Decimal
+    leverage: int
+    notional: Decimal
+    unrealized_pnl: Decimal
+    initial_margin: Decimal
+    maintenance_margin: Decimal
+    liquidation_price: Decimal | None
+
+
+@dataclass(frozen=True)
+class AccountView:
+    wallet_balance: Decimal
+    unrealized_pnl: Decimal
+    margin_balance: Decimal
+    position_margin: Decimal
+    order_margin: Decimal
+    maintenance_margin: Decimal
+    available: Decimal  # may be negative: the DTO clamps, risk checks may want the truth
+    positions: tuple[PositionView, ...]
+
+
+class Marks:
+    """Mark prices at one moment, each asked of the price source once."""
+
+    def __init__(self, market: PriceSource, at: datetime, preset: Mapping[str, Decimal] | None = None) -> None:
+        self.market = market
+        self.at = at
+        self._prices: dict[str, Decimal] = dict(preset or {})
+
+    def __getitem__(self, symbol: str) -> Decimal:
+        price = self._prices.get(symbol)
+        if price is None:
+            price = self._prices[symbol] = self.market.price(symbol, self.at)
+        return price
+
+
+@dataclass
+class _Event:
+    rank: Decimal  # relative distance from the window's opening price: nearest first
+    tie: int
+    kind: str  # "order" | "liquidation"
+    symbol: str
+    order: PaperOrder | None = None
+    price: Decimal | None = None
+
+
+# --------------------------------------------------------------------------- the engine
+class PaperEngine:
+    def __init__(self, rules: PaperRules, market: PriceSource) -> None:
+        self.rules = rules
+        self.market = market
+
+    # -- small helpers --------------------------------------------------------------------
+    def _reject(self, message: str, code: str) -> InvalidOrderError:
+        return InvalidOrderError(message, venue=self.rules.venue, code=code)
+
+    def quantity(self, value: Decimal) -> Decimal:
+        step = self.rules.quantity_step
+        return ((Decimal(value) / step).to_integral_value(rounding=ROUND_DOWN) * step).quantize(step)
+
+    def tick(self, value: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+        tick = self.rules.price_tick
+        return ((Decimal(value) / tick).to_integral_value(rounding=rounding) * tick).quantize(tick)
+
+    def slipped(self, price: Decimal, side: str) -> Decimal:
+        """A taker's fill: worse than ``price`` by the slippage, rounded against the taker."""
+        factor = self.rules.slippage_bps / BPS
+        if side == OrderSide.BUY:
+            return self.tick(price * (1 + factor), ROUND_CEILING)
+        return self.tick(price * (1 - factor), ROUND_FLOOR)
+
+    def leverage(self, book: PaperBook, symbol: str) -> int:
+        return int(book.leverage.get(symbol, self.rules.default_leverage))
+
+    @staticmethod
+    def _signed(side: str, quantity: Decimal) -> Decimal:
+        return quantity if side == OrderSide.BUY else -quantity
+
+    @staticmethod
+    def opening_quantity(position_qty: Decimal, side: str, quantity: Decimal) -> Decimal:
+        """The part of an order that would increase exposure (all of it, the excess over the
+        position when it flips one, none when it only reduces)."""
+        delta = quantity if side == OrderSide.BUY else -quantity
+        if position_qty == 0 or (position_qty > 0) == (delta > 0):
+            return quantity
+        return max(D0, quantity - abs(position_qty))
+
+    # -- account figures ------------------------------------------------------------------
+    def liquidation_price(self, book: PaperBook, symbol: str, marks: Marks) -> Decimal | None:
+        """Cross margin: solve W + U_o + q(P - E) = M_o + mmr |q| P for P, the other positions
+        (U_o their uPnL, M_o their maintenance margin) held at mark."""
+        position = book.positions.get(symbol)
+        if position is None or position.quantity == 0:
+            return None
+        mmr = self.rules.maintenance_margin_rate
+        other_upnl = other_mm = D0
+        for other in book.positions.values():
+            if other.symbol == symbol:
+                continue
+            mark = marks[other.symbol]
+            other_upnl += other.quantity * (mark - other.entry_price)
+            other_mm += mmr * abs(other.quantity) * mark
+        q = position.quantity
+        numerator = book.wallet_balance + other_upnl - other_mm - q * position.entry_price
+        denominator = mmr * abs(q) - q
+        if denominator == 0:
+            return None
+        price = numerator / denominator
+        if price <= 0:
+            return None  # a long that no fall can liquidate (or a short's nonsense root)
+        return self.tick(price)
+
+    def account(self, book: PaperBook, marks: Marks) -> AccountView:
+        mmr = self.rules.maintenance_margin_rate
+        views: list[PositionView] = []
+        upnl = im = mm = D0
+        for position in book.positions.values():
+            mark = marks[position.symbol]
+            lev = self.leverage(book, position.symbol)
+            notional = abs(position.quantity) * mark
+            pnl = position.quantity * (mark - position.entry_price)
+            p_im = notional / lev
+            p_mm = notional * mmr
+            upnl += pnl
+            im += p_im
+            mm += p_mm
+            views.append(PositionView(
+                position=position, mark_price=mark, leverage=lev, notional=money(notional),
+                unrealized_pnl=money(pnl), initial_margin=money(p_im), maintenance_margin=money(p_mm),
+                liquidation_price=self.liquidation_price(book, position.symbol, marks),
+            ))
+        order_margin = D0
+        for order in book.open_orders():
+            if order.order_type == OrderType.LIMIT and not order.reduce_only and order.price is not None:
+                order_margin += order.reserve_quantity * order.price / self.leverage(book, order.symbol)
+        margin_balance = book.wallet_balance + upnl
+        return AccountView(
+            wallet_balance=money(book.wallet_balance), unrealized_pnl=money(upnl),
+            margin_balance=money(margin_balance), position_margin=money(im),
+            order_margin=money(order_margin), maintenance_margin=money(mm),
+            available=money(margin_balance - im - order_margin), positions=tuple(views),
+        )
+
+    def _require_margin(self, book: PaperBook, marks: Marks, symbol: str, opening: Decimal,
+                        quantity: Decimal, price: Decimal, fee_rate: Decimal) -> None:
+        if opening <= 0:
+            return
+        lev = self.leverage(book, symbol)
+        needed = money(opening * price / lev + quantity * price * max(fee_rate, D0))
+        available = self.account(book, marks).available
+        if needed > available:
+            raise InsufficientFunds(
+                f"Margin is insufficient: the order needs {needed} USDT at {lev}x, "
+                f"{max(available, D0)} USDT is available",
+                venue=self.rules.venue, code="-2019",
+            )
+
+    # -- fills ----------------------------------------------------------------------------
+    def _apply_fill(self, book: PaperBook, order: PaperOrder, quantity: Decimal, price: Decimal,
+                    now: datetime, *, maker: bool, liquidation: bool = False) -> PaperFill:
+        """Move the position, the wallet and the order by one fill."""
+        fee_rate = self.rules.maker_fee if maker else self.rules.taker_fee
+        symbol = order.symbol
+        delta = self._signed(order.side, quantity)
+        position = book.positions.get(symbol)
+        current = position.quantity if position else D0
+        realized = D0
+        if current != 0 and (current > 0) != (delta > 0):
+            closing = min(abs(delta), abs(current))
+            realized = money(closing * (price - position.entry_price) * (1 if current > 0 else -1))
+        fee = money(quantity * price * fee_rate)
+        new_qty = current + delta
+        flipped = False
+        if position is None or current == 0:
+            position = PaperPosition(symbol=symbol, quantity=new_qty, entry_price=price, opened_at=now,
+                                     updated_at=now, position_id=book.next_id(f"{symbol}#"))
+            book.positions[symbol] = position
+        elif new_qty == 0:
+            position.quantity = D0
+        elif (new_qty > 0) != (current > 0):  # flipped: the rest opens at this price
+            position.quantity = new_qty
+            position.entry_price = price
+            position.opened_at = now
+            position.position_id = book.next_id(f"{symbol}#")
+            position.realized_pnl = D0
+            position.fees = D0
+            flipped = True
+        elif abs(new_qty) > abs(current):  # added: average the entry
+            position.entry_price = ((abs(current) * position.entry_price + abs(delta) * price)
+                                    / abs(new_qty)).quantize(ENTRY, rounding=ROUND_HALF_EVEN)
+            position.quantity = new_qty
+        else:
+            position.quantity = new_qty
+        if not flipped:  # a flipped position starts afresh; the old one's result is in the fill
+            position.realized_pnl += realized
+            position.fees += fee
+        position.updated_at = now
+        if position.quantity == 0:
+            del book.positions[symbol]
+
+        book.wallet_balance += realized - fee
+        if not book.positions and book.wallet_balance < 0:
+            book.wallet_balance = D0  # the insurance fund takes a bankrupt account's deficit
+        book.realized_pnl_total += realized
+        book.fees_total += fee
+
+        fill = PaperFill(trade_id=book.next_id("T"), order_id=order.order_id, symbol=symbol,
+                         side=order.side, quantity=quantity, price=price, fee=fee,
+                         realized_pnl=realized, timestamp=now, maker=maker, liquidation=liquidation)
+        order.fills.append(fill)
+        book.fills.append(fill)
+        filled_before = order.executed_quantity
+        order.executed_quantity = filled_before + quantity
+        order.average_price = price if filled_before == 0 else (
+            (filled_before * (order.average_price or D0) + quantity * price) / order.executed_quantity
+        ).quantize(ENTRY, rounding=ROUND_HALF_EVEN)
+        order.fees += fee
+        order.realized_pnl += realized
+        order.status = (OrderStatus.FILLED.value if order.executed_quantity >= order.quantity
+                        else OrderStatus.PARTIALLY_FILLED.value)
+        order.updated_at = now
+        self._after_fill(book, symbol, now)
+        return fill
+
+    def _close_order(self, order: PaperOrder, status: OrderStatus, now: datetime, note: str = "") -> None:
+        order.status = status.value
+        order.updated_at = now
+        if note:
+            order.note = note
+
+    def _after_fill(self, book: PaperBook, symbol: str, now: datetime) -> None:
+        """Reduce-only orders that can no longer reduce anything expire (a venue cancels a
+        position's stop-loss and take-profit when the position is gone)."""
+        position_qty = book.position_quantity(symbol)
+        for order in book.open_orders(symbol):
+            if not order.reduce_only or self._held(book, order):
+                continue
+            if position_qty == 0 or self.opening_quantity(position_qty, order.side, order.quantity) == order.quantity:
+                self._close_order(order, OrderStatus.EXPIRED, now,
+                                  "reduce-only order expired: no position left to reduce")
+
+    @staticmethod
+    def _held(book: PaperBook, order: PaperOrder) -> bool:
+        """An attached order waits until its parent has filled."""
+        if order.parent_id is None:
+            return False
+        parent = book.orders.get(order.parent_id)
+        return parent is not None and parent.status != OrderStatus.FILLED.value
+
+    # -- placing --------------------------------------------------------------------------
+    def place_order(self, book: PaperBook, request: OrderRequest, now: datetime) -> PaperOrder:
+        """Validate, then fill, rest or refuse. Refusals raise (the caller's store block then
+        saves nothing); an IOC limit that cannot fill is returned EXPIRED."""
+        rules = self.rules
+        symbol = request.symbol
+        order_type = OrderType(request.order_type).value
+        side = OrderSide(request.side).value
+        if order_type not in rules.supported_types:
+            raise self._reject(f"Order type {order_type} is not supported by {rules.venue}", "-1116")
+        tif = (request.time_in_force or "GTC").upper()
+        if tif not in rules.time_in_force:
+            raise self._reject(f"Time in force {tif} is not supported by {rules.venue}", "-1115")
+        if not request.client_order_id:
+            raise self._reject("A client order id is required", "-1102")
+        children_ids = [request.client_order_id + suffix for suffix, price in
+                        (("-sl", request.stop_loss), ("-tp", request.take_profit)) if price is not None]
+        for cid in [request.client_order_id, *children_ids]:
+            if book.find_order(client_order_id=cid) is not None:
+                raise self._reject(f"Client order id {cid!r} is duplicated", "-4116")
+        quantity = self.quantity(request.quantity)
+        if quantity <= 0:
+            raise BadPrecision(f"Quantity {request.quantity} is below the step {rules.quantity_step}",
+                               venue=rules.venue, code="-1111")
+        if request.leverage is not None:
+            self.set_leverage(book, symbol, int(request.leverage), now)
+        if request.reduce_only and (request.stop_loss is not None or request.take_profit is not None):
+            raise self._reject("Stop-loss / take-profit can only be attached to an opening order", "-1106")
+
+        marks = Marks(self.market, now)
+        mark = marks[symbol]
+        position_qty = book.position_quantity(symbol)
+        limit_price = self.tick(request.price) if request.price is not None else None
+        stop_price = self.tick(request.stop_price) if request.stop_price is not None else None
+        if order_type == OrderType.LIMIT and (limit_price is None or limit_price <= 0):
+            raise self._reject("A limit order needs a positive price", "-1102")
+        if order_type in TRIGGER_TYPES and (stop_price is None or stop_price <= 0):
+            raise self._reject(f"A {order_type} order needs a positive stop price", "-1102")
+
+        order = PaperOrder(
+            order_id=book.next_id(""), client_order_id=request.client_order_id, symbol=symbol,
+            side=side, order_type=order_type, quantity=quantity, status=OrderStatus.NEW.value,
+            created_at=now, updated_at=now, price=limit_price, stop_price=stop_price,
+            reduce_only=request.reduce_only, time_in_force=tif,
+            position_side=PositionSide(request.position_side).value if request.position_side else None,
+        )
+
+        # Where it would execute now, if it would.
+        taker_price = self.slipped(mark, side)
+        immediate: Decimal | None = None
+        if order_type == OrderType.MARKET:
+            immediate = taker_price
+        elif order_type == OrderType.LIMIT:
+            marketable = taker_price <= limit_price if side == OrderSide.BUY else taker_price >= limit_price
+            immediate = taker_price if marketable else None
+        elif self._triggered(order, mark, mark):
+            raise self._reject(f"Order would immediately trigger: {order_type} {side} at {stop_price} "
+                               f"with the mark at {mark}", "-2021")
+        reference = immediate or limit_price or stop_price or mark
+
+        if request.reduce_only:
+            if self.opening_quantity(position_qty, side, quantity) == quantity:
+                raise self._reject("ReduceOnly Order is rejected: there is no position this order "
+                                   "would reduce", "-2022")
+            if quantity > abs(position_qty) and immediate is not None:
+                order.requested_quantity = quantity
+                order.quantity = quantity = self.quantity(abs(position_qty))
+        elif quantity * reference < rules.min_notional:
+            raise self._reject(f"Order's notional {money(quantity * reference)} must be no smaller "
+                               f"than {rules.min_notional}", "-4164")
+
+        self._check_attached(request, side, reference)
+        opening = D0 if request.reduce_only else self.opening_quantity(position_qty, side, quantity)
+        if immediate is not None:
+            self._require_margin(book, marks, symbol, opening, quantity, immediate, rules.taker_fee)
+        elif order_type == OrderType.LIMIT:
+            if tif == "IOC":
+                self._close_order(order, OrderStatus.EXPIRED, now, "IOC limit could not fill")
+                book.orders[order.order_id] = order
+                return order
+            self._require_margin(book, marks, symbol, opening, quantity, limit_price, rules.maker_fee)
+            order.reserve_quantity = opening
+
+        book.orders[order.order_id] = order
+        self._attach(book, request, order, now)
+        if immediate is not None:
+            self._apply_fill(book, order, quantity, immediate, now, maker=False)
+        book.trim(rules.history_limit)
+        return order
+
+    def _check_attached(self, request: OrderRequest, side: str, reference: Decimal) -> None:
+        sl, tp = request.stop_loss, request.take_profit
+        long = side == OrderSide.BUY
+        if sl is not None and (self.tick(sl) >= reference if long else self.tick(sl) <= reference):
+            raise self._reject(f"Stop-loss {sl} is on the wrong side of the entry {reference}", "-2021")
+        if tp is not None and (self.tick(tp) <= reference if long else self.tick(tp) >= reference):
+            raise self._reject(f"Take-profit {tp} is on the wrong side of the entry {reference}", "-2021")
+
+    def _attach(self, book: PaperBook, request: OrderRequest, parent: PaperOrder, now: datetime) -> None:
+        close_side = OrderSide.SELL.value if parent.side == OrderSide.BUY else OrderSide.BUY.value
+        for role, suffix, kind, price in (
+            ("stop_loss", "-sl", OrderType.STOP_MARKET.value, request.stop_loss),
+            ("take_profit", "-tp", OrderType.TAKE_PROFIT_MARKET.value, request.take_profit),
+        ):
+            if price is None:
+                continue
+            child = PaperOrder(
+                order_id=book.next_id(""), client_order_id=request.client_order_id + suffix,
+                symbol=parent.symbol, side=close_side, order_type=kind, quantity=parent.quantity,
+                status=OrderStatus.NEW.value, created_at=now, updated_at=now,
+                stop_price=self.tick(price), reduce_only=True, time_in_force="GTC",
+                position_side=parent.position_side, parent_id=parent.order_id, attached_role=role,
+            )
+            book.orders[child.order_id] = child
+            parent.attached_ids.append(child.order_id)
+
+    # -- cancelling and leverage ----------------------------------------------------------
+    def find(self, book: PaperBook, symbol: str, *, order_id: str | None = None,
+             client_order_id: str | None = None) -> PaperOrder:
+        if order_id is None and client_order_id is None:
+            raise self._reject("Give an order id or a client order id", "-1102")
+        order = book.find_order(order_id=order_id, client_order_id=client_order_id)
+        if order is None or order.symbol != symbol:
+            raise OrderNotFound(f"Order does not exist ({order_id or client_order_id} on {symbol})",
+                                venue=self.rules.venue, code="-2013")
+        return order
+
+    def cancel_order(self, book: PaperBook, symbol: str, *, order_id: str | None = None,
+                     client_order_id: str | None = None, now: datetime) -> PaperOrder:
+        order = self.find(book, symbol, order_id=order_id, client_order_id=client_order_id)
+        if not order.is_open:
+            raise OrderNotFound(f"Unknown order sent: {order.order_id} is already {order.status}",
+                                venue=self.rules.venue, code="-2011")
+        self._close_order(order, OrderStatus.CANCELLED, now)
+        order.reserve_quantity = D0
+        for child_id in order.attached_ids:  # held protections go with an unfilled parent
+            child = book.orders.get(child_id)
+            if child is not None and child.is_open and order.executed_quantity == 0:
+                self._close_order(child, OrderStatus.CANCELLED, now, "parent order cancelled")
+        return order
+
+    def set_leverage(self, book: PaperBook, symbol: str, leverage: int, now: datetime) -> None:
+        maximum = self.rules.max_leverage_for(symbol)
+        if not 1 <= int(leverage) <= maximum:
+            raise self._reject(f"Leverage {leverage} is not valid for {symbol}: 1 to {maximum}", "-4028")
+        previous = book.leverage.get(symbol)
+        book.leverage[symbol] = int(leverage)
+        if previous is not None and leverage < previous and (
+            book.positions.get(symbol) or book.open_orders(symbol)
+        ):
+            if self.account(book, Marks(self.market, now)).available < 0:
+                book.leverage[symbol] = previous
+                raise InsufficientFunds(f"Margin is insufficient to lower {symbol} leverage to {leverage}x",
+                                        venue=self.rules.venue, code="-2027")
+
+    # -- the passage of time --------------------------------------------------------------
+    @staticmethod
+    def _trigger(order: PaperOrder) -> tuple[Decimal, str] | None:
+        """(level, direction): the order executes when the price goes ``down`` to or
+        ``up`` to level."""
+        buy = order.side == OrderSide.BUY
+        if order.order_type == OrderType.LIMIT:
+            return order.price, ("down" if buy else "up")  # type: ignore[return-value]
+        if order.order_type == OrderType.STOP_MARKET:
+            return order.stop_price, ("up" if buy else "down")  # type: ignore[return-value]
+        if order.order_type == OrderType.TAKE_PROFIT_MARKET:
+            return order.stop_price, ("down" if buy else "up")  # type: ignore[return-value]
+        return None
+
+    def _triggered(self, order: PaperOrder, low: Decimal, high: Decimal) -> bool:
+        trigger = self._trigger(order)
+        if trigger is None:
+            return False
+        level, direction = trigger
+        return low <= level if direction == "down" else high >= level
+
+    def sync(self, book: PaperBook, now: datetime) -> None:
+        """Play the price path from the last touch to ``now`` against resting orders and
+        positions, in windows, then remember ``now``."""
+        start = book.last_sync
+        if start is None or now <= start:
+            book.last_sync = now if start is None else start
+            return
+        symbols = {p.symbol for p in book.positions.values()} | {o.symbol for o in book.open_orders()}
+        if not symbols:
+            book.last_sync = now
+            return
+        span = (now - start).total_seconds()
+        max_windows = max(1, int(getattr(self.market, "max_sync_segments", 1)))
+        windows = min(max_windows, max(1, math.ceil(span / self.rules.sync_window_seconds)))
+        edges = [start + timedelta(seconds=span * i / windows) for i in range(windows)] + [now]
+        for t0, t1 in zip(edges, edges[1:]):
+            self._settle_window(book, t0, t1)
+            book.last_sync = t1
+        book.trim(self.rules.history_limit)
+
+    def _settle_window(self, book: PaperBook, t0: datetime, t1: datetime) -> None:
+        symbols = sorted({p.symbol for p in book.positions.values()} | {o.symbol for o in book.open_orders()})
+        if not symbols:
+            return
+        opening = {s: self.market.price(s, t0) for s in symbols}
+        extremes = {s: self.market.path_extremes(s, t0, t1) for s in symbols}
+        closing = Marks(self.market, t1, {s: self.market.price(s, t1) for s in symbols})
+        done: set[str] = set()
+        for _ in range(len(book.orders) + len(book.positions) + 2):
+            event = self._next_event(book, opening, extremes, closing, done)
+            if event is None:
+                return
+            if event.kind == "liquidation":
+                self._liquidate(book, event.symbol, event.price, t1)  # type: ignore[arg-type]
+            else:
+                done.add(event.order.order_id)  # type: ignore[union-attr]
+                self._execute_resting(book, event.order, closing, t1)  # type: ignore[arg-type]
+
+    def _next_event(self, book: PaperBook, opening: Mapping[str, Decimal],
+                    extremes: Mapping[str, tuple[Decimal, Decimal]], closing: Marks,
+                    done: set[str]) -> _Event | None:
+        events: list[_Event] = []
+        for n, order in enumerate(book.open_orders()):
+            if order.order_id in done or self._held(book, order) or order.symbol not in extremes:
+                continue
+            trigger = self._trigger(order)
+            if trigger is None:
+                continue
+            level, direction = trigger
+            low, high = extremes[order.symbol]
+            p0 = opening[order.symbol]
+            if direction == "down" and low <= level:
+                events.append(_Event(max(D0, p0 - level) / p0, n, "order", order.symbol, order))
+            elif direction == "up" and high >= level:
+                events.append(_Event(max(D0, level - p0) / p0, n, "order", order.symbol, order))
+        for position in list(book.positions.values()):
+            symbol = position.symbol
+            if symbol not in extremes:
+                continue
+            liq = self.liquidation_price(book, symbol, closing)
+            if liq is None:
+                continue
+            low, high = extremes[symbol]
+            p0 = opening[symbol]
+            if position.quantity > 0 and low <= liq:
+                events.append(_Event(max(D0, p0 - liq) / p0, 1 << 30, "liquidation", symbol, price=liq))
+            elif position.quantity < 0 and high >= liq:
+                events.append(_Event(max(D0, liq - p0) / p0, 1 << 30, "liquidation", symbol, price=liq))
+        if not events:
+            return None
+        return min(events, key=lambda e: (e.rank, e.tie))
+
+    def _execute_resting(self, book: PaperBook, order: PaperOrder, marks: Marks, now: datetime) -> None:
+        order.triggered_at = now
+        position_qty = book.position_quantity(order.symbol)
+        quantity = order.quantity - order.executed_quantity
+        if order.reduce_only:
+            if self.opening_quantity(position_qty, order.side, quantity) == quantity:
+                self._close_order(order, OrderStatus.EXPIRED, now, "reduce-only order expired: no position to reduce")
+                return
+            if quantity > abs(position_qty):
+                order.requested_quantity = order.quantity
+                quantity = self.quantity(abs(position_qty))
+                order.quantity = order.executed_quantity + quantity
+        if order.order_type == OrderType.LIMIT:
+            order.reserve_quantity = D0
+            self._apply_fill(book, order, quantity, order.price, now, maker=True)  # type: ignore[arg-type]
+            return
+        price = self.slipped(order.stop_price, order.side)  # type: ignore[arg-type]
+        if not order.reduce_only:
+            opening = self.opening_quantity(position_qty, order.side, quantity)
+            try:
+                self._require_margin(book, marks, order.symbol, opening, quantity, price, self.rules.taker_fee)
+            except InsufficientFunds as exc:
+                self._close_order(order, OrderStatus.EXPIRED, now, f"triggered but {exc.message}")
+                return
+        self._apply_fill(book, order, quantity, price, now, maker=False)
+
+    def _liquidate(self, book: PaperBook, symbol: str, price: Decimal, now: datetime) -> None:
+        position = book.positions[symbol]
+        side = OrderSide.SELL.value if position.quantity > 0 else OrderSide.BUY.value
+        order = PaperOrder(
+            order_id=book.next_id(""), client_order_id=f"autoclose-{book.sequence}", symbol=symbol,
+            side=side, order_type=OrderType.MARKET.value, quantity=abs(position.quantity),
+            status=OrderStatus.NEW.value, created_at=now, updated_at=now, reduce_only=True,
+            position_side=position.side, liquidation=True,
+            note=f"liquidated at {price}: margin balance fell to the maintenance margin",
+        )
+        book.orders[order.order_id] = order
+        book.liquidations += 1
+        self._apply_fill(book, order, order.quantity, price, now, maker=False, liquidation=True)
+

@@ -1,0 +1,345 @@
+"""The paper venue's book and where it is kept. Django-free.
+
+A ``PaperBook`` is one account's whole state at the simulated venue: wallet, positions,
+open orders and recent history. A ``PaperStore`` hands out a book *locked* for the
+duration of a ``with`` block and saves it on a clean exit, so two workers never
+interleave on one account and a failed operation leaves no trace. The Django
+implementation lives outside the adapters (``exchanges.paper_store.DjangoPaperStore``);
+``MemoryPaperStore`` serves tests and scripts.
+
+Serialisation keeps every Decimal as a string and every datetime as ISO-8601 with its
+offset, so a JSON column round-trips it exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+
+D0 = Decimal("0")
+BOOK_FORMAT = 1
+
+
+def _d(value: Any) -> Decimal:
+    return D0 if value in (None, "") else Decimal(str(value))
+
+
+def _od(value: Any) -> Decimal | None:
+    return None if value in (None, "") else Decimal(str(value))
+
+
+def _s(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def _dt(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _ts(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+@dataclass
+class PaperFill:
+    trade_id: str
+    order_id: str
+    symbol: str
+    side: str  # BUY | SELL
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    realized_pnl: Decimal
+    timestamp: datetime
+    maker: bool = False
+    liquidation: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trade_id": self.trade_id, "order_id": self.order_id, "symbol": self.symbol,
+            "side": self.side, "quantity": _s(self.quantity), "price": _s(self.price),
+            "fee": _s(self.fee), "realized_pnl": _s(self.realized_pnl),
+            "timestamp": _ts(self.timestamp), "maker": self.maker, "liquidation": self.liquidation,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PaperFill:
+        return cls(
+            trade_id=d["trade_id"], order_id=d["order_id"], symbol=d["symbol"], side=d["side"],
+            quantity=_d(d["quantity"]), price=_d(d["price"]), fee=_d(d.get("fee")),
+            realized_pnl=_d(d.get("realized_pnl")), timestamp=_dt(d["timestamp"]),  # type: ignore[arg-type]
+            maker=bool(d.get("maker")), liquidation=bool(d.get("liquidation")),
+        )
+
+
+@dataclass
+class PaperOrder:
+    order_id: str
+    client_order_id: str
+    symbol: str  # the venue's symbol
+    side: str  # BUY | SELL
+    order_type: str  # MARKET | LIMIT | STOP_MARKET | TAKE_PROFIT_MARKET
+    quantity: Decimal
+    status: str  # an OrderStatus value
+    created_at: datetime
+    updated_at: datetime
+    price: Decimal | None = None  # limit price
+    stop_price: Decimal | None = None  # trigger price
+    reduce_only: bool = False
+    time_in_force: str = "GTC"
+    position_side: str | None = None  # as asked (LONG | SHORT); the book is one-way
+    executed_quantity: Decimal = D0
+    average_price: Decimal | None = None
+    fees: Decimal = D0
+    realized_pnl: Decimal = D0
+    fills: list[PaperFill] = field(default_factory=list)
+    parent_id: str | None = None  # attached stop-loss / take-profit: held until the parent fills
+    attached_ids: list[str] = field(default_factory=list)
+    attached_role: str | None = None  # "stop_loss" | "take_profit"
+    reserve_quantity: Decimal = D0  # the opening part of a resting limit (margin reserved for it)
+    requested_quantity: Decimal | None = None  # before reduce-only clipping
+    triggered_at: datetime | None = None
+    liquidation: bool = False
+    note: str = ""
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("NEW", "PARTIALLY_FILLED")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "order_id": self.order_id, "client_order_id": self.client_order_id,
+            "symbol": self.symbol, "side": self.side, "order_type": self.order_type,
+            "quantity": _s(self.quantity), "status": self.status,
+            "created_at": _ts(self.created_at), "updated_at": _ts(self.updated_at),
+            "price": _s(self.price), "stop_price": _s(self.stop_price),
+            "reduce_only": self.reduce_only, "time_in_force": self.time_in_force,
+            "position_side": self.position_side,
+            "executed_quantity": _s(self.executed_quantity),
+            "average_price": _s(self.average_price), "fees": _s(self.fees),
+            "realized_pnl": _s(self.realized_pnl), "fills": [f.to_dict() for f in self.fills],
+            "parent_id": self.parent_id, "attached_ids": list(self.attached_ids),
+            "attached_role": self.attached_role,
+            "reserve_quantity": _s(self.reserve_quantity),
+            "requested_quantity": _s(self.requested_quantity),
+            "triggered_at": _ts(self.triggered_at), "liquidation": self.liquidation,
+            "note": self.note,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PaperOrder:
+        return cls(
+            order_id=d["order_id"], client_order_id=d["client_order_id"], symbol=d["symbol"],
+            side=d["side"], order_type=d["order_type"], quantity=_d(d["quantity"]),
+            status=d["status"], created_at=_dt(d["created_at"]),  # type: ignore[arg-type]
+            updated_at=_dt(d["updated_at"]),  # type: ignore[arg-type]
+            price=_od(d.get("price")), stop_price=_od(d.get("stop_price")),
+            reduce_only=bool(d.get("reduce_only")), time_in_force=d.get("time_in_force") or "GTC",
+            position_side=d.get("position_side"),
+            executed_quantity=_d(d.get("executed_quantity")),
+            average_price=_od(d.get("average_price")), fees=_d(d.get("fees")),
+            realized_pnl=_d(d.get("realized_pnl")),
+            fills=[PaperFill.from_dict(f) for f in d.get("fills") or []],
+            parent_id=d.get("parent_id"), attached_ids=list(d.get("attached_ids") or []),
+            attached_role=d.get("attached_role"),
+            reserve_quantity=_d(d.get("reserve_quantity")),
+            requested_quantity=_od(d.get("requested_quantity")),
+            triggered_at=_dt(d.get("triggered_at")), liquidation=bool(d.get("liquidation")),
+            note=d.get("note") or "",
+        )
+
+
+@dataclass
+class PaperPosition:
+    """One-way: ``quantity`` is signed (positive long, negative short), never zero."""
+
+    symbol: str
+    quantity: Decimal
+    entry_price: Decimal
+    opened_at: datetime
+    updated_at: datetime
+    position_id: str = ""
+    realized_pnl: Decimal = D0  # over this position's life, fees excluded
+    fees: Decimal = D0
+
+    @property
+    def side(self) -> str:
+        return "LONG" if self.quantity > 0 else "SHORT"
+
+    @property
+    def size(self) -> Decimal:
+        return abs(self.quantity)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol, "quantity": _s(self.quantity),
+            "entry_price": _s(self.entry_price), "opened_at": _ts(self.opened_at),
+            "updated_at": _ts(self.updated_at), "position_id": self.position_id,
+            "realized_pnl": _s(self.realized_pnl), "fees": _s(self.fees),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PaperPosition:
+        return cls(
+            symbol=d["symbol"], quantity=_d(d["quantity"]), entry_price=_d(d["entry_price"]),
+            opened_at=_dt(d["opened_at"]), updated_at=_dt(d["updated_at"]),  # type: ignore[arg-type]
+            position_id=d.get("position_id") or "", realized_pnl=_d(d.get("realized_pnl")),
+            fees=_d(d.get("fees")),
+        )
+
+
+@dataclass
+class PaperBook:
+    """One paper account. Mutated by the engine inside ``PaperStore.book()``."""
+
+    account_ref: str
+    starting_balance: Decimal
+    wallet_balance: Decimal
+    positions: dict[str, PaperPosition] = field(default_factory=dict)  # by venue symbol
+    orders: dict[str, PaperOrder] = field(default_factory=dict)  # by order id, oldest first
+    fills: list[PaperFill] = field(default_factory=list)  # the account's recent trades
+    leverage: dict[str, int] = field(default_factory=dict)  # by venue symbol
+    last_sync: datetime | None = None
+    sequence: int = 0  # source of order, trade and position ids
+    realized_pnl_total: Decimal = D0
+    fees_total: Decimal = D0
+    liquidations: int = 0
+    created_at: datetime | None = None
+
+    @classmethod
+    def new(cls, account_ref: str, starting_balance: Decimal, *, now: datetime | None = None) -> PaperBook:
+        return cls(account_ref=account_ref, starting_balance=starting_balance,
+                   wallet_balance=starting_balance, created_at=now or datetime.now(UTC))
+
+    # -- look-ups -------------------------------------------------------------------------
+    def next_id(self, prefix: str) -> str:
+        self.sequence += 1
+        return f"{prefix}{self.sequence}"
+
+    def open_orders(self, symbol: str | None = None) -> list[PaperOrder]:
+        return [o for o in self.orders.values()
+                if o.is_open and (symbol is None or o.symbol == symbol)]
+
+    def find_order(self, *, order_id: str | None = None,
+                   client_order_id: str | None = None) -> PaperOrder | None:
+        if order_id is not None:
+            order = self.orders.get(str(order_id))
+            if order is not None and (client_order_id is None or order.client_order_id == client_order_id):
+                return order
+            return None
+        if client_order_id is not None:
+            for order in self.orders.values():
+                if order.client_order_id == client_order_id:
+                    return order
+        return None
+
+    def position_quantity(self, symbol: str) -> Decimal:
+        position = self.positions.get(symbol)
+        return position.quantity if position is not None else D0
+
+    def trim(self, limit: int) -> None:
+        """Keep every open order and the newest ``limit`` closed ones (and trades)."""
+        closed = [oid for oid, o in self.orders.items() if not o.is_open]
+        for oid in closed[: max(0, len(closed) - limit)]:
+            del self.orders[oid]
+        if len(self.fills) > limit:
+            del self.fills[: len(self.fills) - limit]
+
+    # -- serialisation --------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": BOOK_FORMAT,
+            "account_ref": self.account_ref,
+            "starting_balance": _s(self.starting_balance),
+            "wallet_balance": _s(self.wallet_balance),
+            "positions": {k: p.to_dict() for k, p in self.positions.items()},
+            "orders": [o.to_dict() for o in self.orders.values()],
+            "fills": [f.to_dict() for f in self.fills],
+            "leverage": dict(self.leverage),
+            "last_sync": _ts(self.last_sync),
+            "sequence": self.sequence,
+            "realized_pnl_total": _s(self.realized_pnl_total),
+            "fees_total": _s(self.fees_total),
+            "liquidations": self.liquidations,
+            "created_at": _ts(self.created_at),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PaperBook:
+        orders = [PaperOrder.from_dict(o) for o in d.get("orders") or []]
+        return cls(
+            account_ref=d["account_ref"],
+            starting_balance=_d(d["starting_balance"]),
+            wallet_balance=_d(d["wallet_balance"]),
+            positions={k: PaperPosition.from_dict(p) for k, p in (d.get("positions") or {}).items()},
+            orders={o.order_id: o for o in orders},
+            fills=[PaperFill.from_dict(f) for f in d.get("fills") or []],
+            leverage={k: int(v) for k, v in (d.get("leverage") or {}).items()},
+            last_sync=_dt(d.get("last_sync")),
+            sequence=int(d.get("sequence") or 0),
+            realized_pnl_total=_d(d.get("realized_pnl_total")),
+            fees_total=_d(d.get("fees_total")),
+            liquidations=int(d.get("liquidations") or 0),
+            created_at=_dt(d.get("created_at")),
+        )
+
+
+@runtime_checkable
+class PaperStore(Protocol):
+    def book(self, account_ref: str, *, starting_balance: Decimal) -> AbstractContextManager[PaperBook]:
+        """The account's book, created with ``starting_balance`` if new, locked against
+        every other user of the store until the block ends, and saved only if the block
+        ends without an exception. Not re-entrant for the same account."""
+        ...
+
+    def load(self, account_ref: str) -> PaperBook | None:
+        """An unlocked snapshot (for display); None if the account has no book yet."""
+        ...
+
+    def delete(self, account_ref: str) -> None:
+        """Forget the account's book (a reset starts from the starting balance again)."""
+        ...
+
+
+class MemoryPaperStore:
+    """Process-local store: a JSON-shaped copy per account and a lock per account.
+
+    Keeping the serialised form (not the live object) makes a failed block roll back
+    and catches anything that would not survive the database round trip.
+    """
+
+    def __init__(self) -> None:
+        self._docs: dict[str, dict[str, Any]] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, account_ref: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(account_ref, threading.Lock())
+
+    @contextmanager
+    def book(self, account_ref: str, *, starting_balance: Decimal) -> Iterator[PaperBook]:
+        with self._lock(account_ref):
+            doc = self._docs.get(account_ref)
+            book = PaperBook.from_dict(copy.deepcopy(doc)) if doc else PaperBook.new(
+                account_ref, Decimal(starting_balance))
+            yield book
+            self._docs[account_ref] = book.to_dict()
+
+    def load(self, account_ref: str) -> PaperBook | None:
+        with self._lock(account_ref):
+            doc = self._docs.get(account_ref)
+            return PaperBook.from_dict(copy.deepcopy(doc)) if doc else None
+
+    def delete(self, account_ref: str) -> None:
+        with self._lock(account_ref):
+            self._docs.pop(account_ref, None)

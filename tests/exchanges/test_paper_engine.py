@@ -34,6 +34,7 @@ from exchanges.adapters.errors import (
 )
 from exchanges.adapters.paper import MemoryPaperStore, PaperTrader, SimulatedMarket
 from exchanges.adapters.paper.market import TIMEFRAMES
+from exchanges.adapters.paper.trader import build_market
 from exchanges.adapters.registry import adapter_class
 from exchanges.adapters.resilience import AdapterRuntime
 
@@ -614,21 +615,11 @@ def test_path_extremes_bound_every_price_in_the_window():
     assert low == min(inside) and high == max(inside)  # linear within a second: exact
 
 
-def test_price_evaluation_speed():
-    market = SimulatedMarket(SEED, SIM_SYMBOLS)
-    began = time.perf_counter()
-    for i in range(5000):
-        market.price(BTC, T0 + timedelta(seconds=i * 37.1))
-    rate = 5000 / (time.perf_counter() - began)
-    print(f"\nSimulatedMarket.price: {rate:,.0f} evaluations/s")
-    assert rate > 2000
-
-
 def test_trader_on_the_simulated_source_follows_the_clock(clock):
     spec = VenueSpec(venue="paper", config=PAPER, symbol_map=CONFIG.symbol_map("paper"), account_ref="sim")
     trader = PaperTrader(spec=spec, credentials=None,
                          runtime=AdapterRuntime(paper_store=MemoryPaperStore(), extra={"now": clock}))
-    reference = SimulatedMarket(SEED, SIM_SYMBOLS)
+    reference = build_market(PAPER, symbol_map=CONFIG.symbol_map("paper"))  # the configured walk, epoch included
     assert trader.get_market_price(BTC) == reference.price(BTC, clock.now)
     ticker = trader.get_ticker(BTC)
     assert ticker.bid < ticker.last < ticker.ask and ticker.change_24h_percent is not None

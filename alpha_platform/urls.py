@@ -1,7 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from alpha_platform.health import healthz
+
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/", include("alpha_platform.api_urls")),
     path("", include("alpha_platform.portal.urls")),

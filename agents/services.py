@@ -271,7 +271,12 @@ def agent_decision_run(*, agent: AgentConfig, trigger: str = Decision.Trigger.SC
         AgentConfig.objects.filter(pk=agent.pk).update(last_run_at=decision.finished_at)
         _decision_event(decision)
     logger.info("decision %s agent=%s status=%s tokens=%s/%s cost=%s", decision.pk, agent.pk, decision.status,
-                decision.prompt_tokens, decision.completion_tokens, decision.cost_usd)
+                decision.prompt_tokens, decision.completion_tokens, decision.cost_usd,
+                extra={"decision": {"decision_id": decision.pk, "agent_id": agent.pk, "status": decision.status,
+                                    "prompt_tokens": decision.prompt_tokens,
+                                    "completion_tokens": decision.completion_tokens,
+                                    "cost_usd": str(decision.cost_usd),
+                                    "orders": [c.order_id for c in output.tool_calls if c.order_id]}})
     return decision
 
 

@@ -147,12 +147,25 @@ def order_submit(*, account: ExchangeAccount, symbol: str, side: str, position_s
     except CredentialsError as exc:
         raise ApplicationError(exc.message) from None
     try:
-        return _submit(account=account, user=user, trader=trader, cid=cid, symbol=symbol, side=side,
-                       position_side=position_side, order_type=order_type, reduce_only=reduce_only,
-                       time_in_force=time_in_force, source=source, actor=actor, **values)
+        result = _submit(account=account, user=user, trader=trader, cid=cid, symbol=symbol, side=side,
+                         position_side=position_side, order_type=order_type, reduce_only=reduce_only,
+                         time_in_force=time_in_force, source=source, actor=actor, **values)
     finally:
         if own_trader:
             trader.close()
+    _log_order(result)
+    return result
+
+
+def _log_order(result: SubmitResult) -> None:
+    """One line per order, with its ids (and, for JSON logs, the same as fields)."""
+    o = result.order
+    rule = result.verdict.rule if result.verdict else ""
+    fields = {"order_id": o.pk, "client_order_id": o.client_order_id, "account_id": o.account_id,
+              "symbol": o.symbol, "side": o.side, "quantity": str(o.quantity), "status": o.status,
+              "rule": rule, "source": o.source, "actor": o.actor}
+    logger.info("order %s cid=%s account=%s %s %s %s status=%s rule=%s source=%s", o.pk, o.client_order_id,
+                o.account_id, o.side, o.quantity, o.symbol, o.status, rule, o.source, extra={"order": fields})
 
 
 def _submit(*, account, user, trader, cid, symbol, side, position_side, order_type, reduce_only, time_in_force,

@@ -193,3 +193,19 @@ def test_builtin_agent_runs_on_the_simulated_market(user):
     for call in decision.tool_calls.all():
         if call.order_id:
             assert call.order.client_order_id == f"at-d{decision.pk}-{call.index}"
+
+
+def test_run_agent_command_prints_the_summary(user, market, llm, capsys):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    agent = gpt_agent(user)
+    llm.script(llm.tool_calls(("open_long", {"symbol": "BTC/USDT", "quantity": 0.01, "usd_notional": None,
+                                             "leverage": 1, "stop_loss": None, "take_profit": None,
+                                             "order_type": "market", "limit_price": None})),
+               llm.reply("done"))
+    call_command("run_agent", str(agent.pk))
+    out = capsys.readouterr().out
+    assert "executed" in out and "open_long" in out and "risk all" in out and "FILLED" in out
+    with pytest.raises(CommandError, match="No agent with id 999999"):
+        call_command("run_agent", "999999")

@@ -153,7 +153,7 @@ def exchange_account_test_connection(*, account: ExchangeAccount) -> ExchangeAcc
     try:
         trader = trader_for_account(account)
         try:
-            balance = trader.get_balance()
+            balance = trader.check_credentials()
         finally:
             trader.close()
     except CredentialsError as exc:

@@ -15,6 +15,7 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from alpha_platform.common.money import dec_str
 from exchanges.models import ExchangeAccount
 from risk.models import RiskProfile
 from risk.services import global_halt_active, user_halt_active
@@ -86,8 +87,8 @@ def equity_curve(*, user, since: datetime | None = None, max_points: int = 500) 
         if i % step and i != len(snaps) - 1:
             continue
         stamp = snap.taken_at.isoformat()
-        accounts[snap.account.name].append([stamp, str(snap.margin_balance)])
-        total.append([stamp, str(sum(latest.values(), D0))])
+        accounts[snap.account.name].append([stamp, dec_str(snap.margin_balance)])
+        total.append([stamp, dec_str(sum(latest.values(), D0))])
     return {"accounts": dict(accounts), "total": total}
 
 

@@ -244,6 +244,7 @@ class ExchangeTrader(Protocol):
     def format_price(self, symbol: str, price: Decimal) -> Decimal: ...
     def normalize_symbol(self, symbol: str) -> str: ...
     def denormalize_symbol(self, venue_symbol: str) -> str: ...
+    def check_credentials(self) -> Balance: ...
     def close(self) -> None: ...
 
 
@@ -338,6 +339,11 @@ class BaseTrader(abc.ABC):
         rules = self.symbol_rules(symbol)
         ticks = (price / rules.price_tick).to_integral_value(rounding=ROUND_HALF_EVEN)
         return (ticks * rules.price_tick).quantize(rules.price_tick)
+
+    def check_credentials(self) -> Balance:
+        """What "test connection" runs: a read that needs the credentials. Venues whose
+        balance read does not prove the signing key (Hyperliquid) check more."""
+        return self.get_balance()
 
     def close(self) -> None:
         return None

@@ -334,6 +334,11 @@ class HyperliquidTrader(BaseTrader):
             finally:
                 self._last_nonce_ms = int(time.time() * 1000)
 
+    def check_credentials(self) -> Balance:
+        """The balance is public by address: also prove the agent key is approved for it."""
+        self._ensure_signer()
+        return self.get_balance()
+
     def _ensure_signer(self) -> None:
         """Refuse to sign unless the key is the account's own or an agent approved for it."""
         if self._signer_checked:

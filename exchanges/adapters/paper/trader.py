@@ -7,12 +7,23 @@ last call, then does its work. With no store in the runtime a process-local
 
 Runtime hooks (``runtime.extra``): ``now`` (a callable returning an aware datetime: tests
 move time with it), ``market`` (any PriceSource, replacing the configured one) and
-``starting_balance`` (overrides the config for a new book).
+``starting_balance`` (overrides the config for a new book), ``outage`` (a callable or
+a bool: while true every call fails as ExchangeUnavailable).
+
+Faults and the circuit breaker: every venue call runs through ``resilience.Guard``, like
+the real adapters, so failures count towards the account's circuit breaker (config
+``circuit_breaker``). A simulated outage is switched on for every process that shares the
+runtime's counter store (Redis in the platform) by setting ``OUTAGE_KEY`` there, e.g.
+``manage.py paper_outage --seconds 90``, or for one process by the ``PAPER_OUTAGE``
+environment variable. The book lives in a database transaction, so a failed call changed
+nothing: reads are not retried and a failed order is known not to have been placed. The
+paper venue's configured rate limits are not enforced (benchmarks measure the platform).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -39,12 +50,20 @@ from exchanges.adapters.base import (
     VenueSpec,
     utcnow,
 )
-from exchanges.adapters.errors import InvalidOrderError, OperationalError, UnknownSymbol
+from exchanges.adapters.errors import (
+    ExchangeUnavailable,
+    InvalidOrderError,
+    OperationalError,
+    OrderNotFound,
+    UnknownSymbol,
+)
 from exchanges.adapters.paper.engine import Marks, PaperEngine, PaperRules, PositionView, money
 from exchanges.adapters.paper.market import CcxtPublicMarket, PriceSource, SimulatedMarket
 from exchanges.adapters.paper.store import MemoryPaperStore, PaperBook, PaperOrder, PaperStore
+from exchanges.adapters.resilience import AdapterRuntime, Guard
 
 _PROCESS_STORE = MemoryPaperStore()
+OUTAGE_KEY = "paper:outage"  # in the runtime's counter store; its value is the reason
 PERCENT = Decimal("0.01")
 
 
@@ -83,6 +102,11 @@ class PaperTrader(BaseTrader):
         self._market: PriceSource | None = extra.get("market")
         self._cache = getattr(runtime, "cache", None)
         self._engine: PaperEngine | None = None
+        self._outage_hook = extra.get("outage")
+        base = runtime if isinstance(runtime, AdapterRuntime) else AdapterRuntime()
+        # No read retries and no back-off: a failed call rolled the book's transaction back.
+        self._guard = Guard(dataclasses.replace(base, read_retries=0, backoff_base=0.0), venue=spec.venue,
+                            account_ref=self.account_ref, venue_config={**config, "rate_limits": {}})
 
     # -- plumbing -------------------------------------------------------------------------
     @property
@@ -109,6 +133,21 @@ class PaperTrader(BaseTrader):
             self.engine.sync(book, now)
             yield book, now
 
+    def _check_outage(self) -> None:
+        hook = self._outage_hook
+        reason = (hook() if callable(hook) else hook) or os.environ.get("PAPER_OUTAGE") \
+            or self._guard.runtime.store.get(OUTAGE_KEY)
+        if reason:
+            raise ExchangeUnavailable(f"paper: simulated outage ({reason if isinstance(reason, str) else 'on'})",
+                                      venue=self.spec.venue)
+
+    def _read(self, fn: Callable[[], Any], *, kind: str = "requests") -> Any:
+        """A venue call through the Guard: the outage switch, then the call."""
+        def call() -> Any:
+            self._check_outage()
+            return fn()
+        return self._guard.read(call, kind=kind)
+
     def _venue_symbol(self, symbol: str) -> str:
         venue_symbol = self.normalize_symbol(symbol)
         known = getattr(self.market, "symbols", None)
@@ -118,30 +157,47 @@ class PaperTrader(BaseTrader):
 
     # -- orders ---------------------------------------------------------------------------
     def place_order(self, request: OrderRequest) -> OrderResult:
-        venue_symbol = self._venue_symbol(request.symbol)
-        with self._book() as (book, now):
-            order = self.engine.place_order(book, dataclasses.replace(request, symbol=venue_symbol), now)
-            return self._result(book, order)
+        def send() -> OrderResult:
+            self._check_outage()
+            venue_symbol = self._venue_symbol(request.symbol)
+            with self._book() as (book, now):
+                order = self.engine.place_order(book, dataclasses.replace(request, symbol=venue_symbol), now)
+                return self._result(book, order)
+
+        def lookup() -> OrderResult:
+            # The answer of this venue is never lost: a failed send rolled back, nothing placed.
+            raise OrderNotFound(f"paper: {request.client_order_id} was not placed", venue=self.spec.venue)
+
+        return self._guard.submit(send, lookup)
 
     def get_order(self, symbol: str, *, order_id: str | None = None,
                   client_order_id: str | None = None) -> OrderResult:
         venue_symbol = self._venue_symbol(symbol)
-        with self._book() as (book, _now):
-            order = self.engine.find(book, venue_symbol, order_id=order_id, client_order_id=client_order_id)
-            return self._result(book, order)
+
+        def call() -> OrderResult:
+            with self._book() as (book, _now):
+                order = self.engine.find(book, venue_symbol, order_id=order_id, client_order_id=client_order_id)
+                return self._result(book, order)
+        return self._read(call)
 
     def get_open_orders(self, symbol: str | None = None) -> list[OrderResult]:
         venue_symbol = self._venue_symbol(symbol) if symbol is not None else None
-        with self._book() as (book, _now):
-            return [self._result(book, o) for o in book.open_orders(venue_symbol)]
+
+        def call() -> list[OrderResult]:
+            with self._book() as (book, _now):
+                return [self._result(book, o) for o in book.open_orders(venue_symbol)]
+        return self._read(call)
 
     def cancel_order(self, symbol: str, *, order_id: str | None = None,
                      client_order_id: str | None = None) -> OrderResult:
         venue_symbol = self._venue_symbol(symbol)
-        with self._book() as (book, now):
-            order = self.engine.cancel_order(book, venue_symbol, order_id=order_id,
-                                             client_order_id=client_order_id, now=now)
-            return self._result(book, order)
+
+        def call() -> OrderResult:
+            with self._book() as (book, now):
+                order = self.engine.cancel_order(book, venue_symbol, order_id=order_id,
+                                                 client_order_id=client_order_id, now=now)
+                return self._result(book, order)
+        return self._read(call, kind="orders")
 
     def _result(self, book: PaperBook, order: PaperOrder) -> OrderResult:
         attached = tuple(self._result(book, book.orders[child]) for child in order.attached_ids
@@ -171,9 +227,11 @@ class PaperTrader(BaseTrader):
 
     # -- account --------------------------------------------------------------------------
     def get_balance(self) -> Balance:
-        with self._book() as (book, now):
-            view = self.engine.account(book, Marks(self.market, now))
-            starting, realized, fees = book.starting_balance, book.realized_pnl_total, book.fees_total
+        def call() -> tuple[Any, ...]:
+            with self._book() as (book, now):
+                view = self.engine.account(book, Marks(self.market, now))
+                return view, now, book.starting_balance, book.realized_pnl_total, book.fees_total
+        view, now, starting, realized, fees = self._read(call)
         return Balance(
             total_balance=view.wallet_balance,
             available_balance=max(view.available, D0),
@@ -196,8 +254,11 @@ class PaperTrader(BaseTrader):
 
     def get_positions(self, symbols: Sequence[str] | None = None) -> list[Position]:
         wanted = {self._venue_symbol(s) for s in symbols} if symbols else None
-        with self._book() as (book, now):
-            view = self.engine.account(book, Marks(self.market, now))
+
+        def call() -> tuple[Any, datetime]:
+            with self._book() as (book, now):
+                return self.engine.account(book, Marks(self.market, now)), now
+        view, now = self._read(call)
         return [self._position(p, now) for p in view.positions
                 if wanted is None or p.position.symbol in wanted]
 
@@ -221,8 +282,11 @@ class PaperTrader(BaseTrader):
 
     def set_leverage(self, symbol: str, leverage: int) -> None:
         venue_symbol = self._venue_symbol(symbol)
-        with self._book() as (book, now):
-            self.engine.set_leverage(book, venue_symbol, int(leverage), now)
+
+        def call() -> None:
+            with self._book() as (book, now):
+                self.engine.set_leverage(book, venue_symbol, int(leverage), now)
+        self._read(call, kind="orders")
 
     def set_margin_mode(self, symbol: str, mode: MarginMode) -> None:
         self._venue_symbol(symbol)
@@ -233,15 +297,17 @@ class PaperTrader(BaseTrader):
     # -- market data ----------------------------------------------------------------------
     def get_ticker(self, symbol: str) -> Ticker:
         venue_symbol = self._venue_symbol(symbol)
-        ticker = self.market.ticker(venue_symbol, self._now(), exchange=self.exchange_name,
-                                    half_spread_bps=self.rules.slippage_bps)
+        ticker = self._read(lambda: self.market.ticker(venue_symbol, self._now(), exchange=self.exchange_name,
+                                                       half_spread_bps=self.rules.slippage_bps))
         return dataclasses.replace(ticker, symbol=symbol)
 
     def get_market_price(self, symbol: str) -> Decimal:
-        return self.market.price(self._venue_symbol(symbol), self._now())
+        venue_symbol = self._venue_symbol(symbol)
+        return self._read(lambda: self.market.price(venue_symbol, self._now()))
 
     def get_candles(self, symbol: str, timeframe: str = "1m", limit: int = 100) -> list[Candle]:
-        return self.market.candles(self._venue_symbol(symbol), timeframe, limit, end=self._now())
+        venue_symbol = self._venue_symbol(symbol)
+        return self._read(lambda: self.market.candles(venue_symbol, timeframe, limit, end=self._now()))
 
     # -- symbols --------------------------------------------------------------------------
     def symbol_rules(self, symbol: str) -> SymbolRules:

@@ -82,7 +82,9 @@ class AgentContext:
     def recent_decisions(self, n: int) -> list[str]:
         rows = (Decision.objects.filter(agent=self.agent).exclude(status=Decision.Status.RUNNING)
                 .order_by("-started_at").values_list("started_at", "status", "summary")[:n])
-        return [f"{started:%H:%M} {status}: {summary[:80]}" for started, status, summary in rows]
+        # Summaries already start with the status ("held: ..."); don't say it twice.
+        return [f"{started:%H:%M} {summary[:80] if summary.startswith(status) else f'{status}: {summary[:70]}'}"
+                for started, status, summary in rows]
 
 
 class AgentToolExecutor:

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from alpha_platform.common import crypto
 from alpha_platform.common.config import get_config
+from exchanges.adapters.base import ExchangeTrader, VenueSpec
+from exchanges.adapters.errors import ExchangeError
+from exchanges.adapters.registry import create_trader
+from exchanges.adapters.resilience import AdapterRuntime, RedisStore
 from exchanges.credentials import clean_credentials, credentials_hint
 from exchanges.models import ExchangeAccount, validate_venue
 
+logger = logging.getLogger(__name__)
 
 def _auth_type(venue: str) -> str:
     return get_config().venue(venue).get("auth", {}).get("auth_type", "api_key")
@@ -76,17 +84,9 @@ def exchange_account_delete(*, account: ExchangeAccount) -> None:
 
 
 # --------------------------------------------------------------------------- traders
-import logging  # noqa: E402
-import threading  # noqa: E402
 
-from django.utils import timezone  # noqa: E402
 
-from exchanges.adapters.base import ExchangeTrader, VenueSpec  # noqa: E402
-from exchanges.adapters.errors import ExchangeError  # noqa: E402
-from exchanges.adapters.registry import create_trader  # noqa: E402
-from exchanges.adapters.resilience import AdapterRuntime, RedisStore  # noqa: E402
 
-logger = logging.getLogger(__name__)
 _runtime_lock = threading.Lock()
 _runtime: AdapterRuntime | None = None
 

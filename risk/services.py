@@ -7,9 +7,11 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils import timezone
 
 from alpha_platform.common.config import get_config
-from risk.models import RiskProfile
+from alpha_platform.common.realtime import send_to_user_on_commit
+from risk.models import KillSwitch, RiskEvent, RiskProfile
 
 # config key (global_settings.risk_management) -> RiskProfile field
 _DEFAULTS_MAP = {
@@ -68,10 +70,7 @@ def risk_profile_update(*, profile: RiskProfile, **changes: Any) -> RiskProfile:
 
 
 # --------------------------------------------------------------------------- events and halts
-from django.utils import timezone  # noqa: E402
 
-from alpha_platform.common.realtime import send_to_user_on_commit  # noqa: E402
-from risk.models import KillSwitch, RiskEvent  # noqa: E402
 
 
 def risk_event_record(*, user: AbstractBaseUser, allowed: bool, rule: str, message: str,

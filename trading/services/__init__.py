@@ -2,7 +2,6 @@
 
 from trading.services.kill_switch import account_flatten, daily_loss_watch, kill_switch_lift, kill_switch_trip
 from trading.services.orders import (
-    OrderRejected,
     SubmitResult,
     client_order_id_for,
     order_cancel,
@@ -13,7 +12,7 @@ from trading.services.positions import balance_snapshot_record, order_apply_resu
 from trading.services.reconcile import ReconcileReport, account_reconcile
 
 __all__ = [
-    "OrderRejected", "ReconcileReport", "SubmitResult", "account_flatten", "account_reconcile", "daily_loss_watch", "balance_snapshot_record", "client_order_id_for",
+    "ReconcileReport", "SubmitResult", "account_flatten", "account_reconcile", "daily_loss_watch", "balance_snapshot_record", "client_order_id_for",
     "kill_switch_lift", "kill_switch_trip", "order_apply_result", "order_cancel", "order_submit",
     "positions_sync", "verdict_summary",
 ]

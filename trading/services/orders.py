@@ -48,10 +48,6 @@ CLIENT_ID = re.compile(r"^[A-Za-z0-9_\-:.]{1,32}$")
 SUPPORTED_TYPES = {t.value for t in OrderType}
 
 
-class OrderRejected(ApplicationError):
-    """The risk gate (or the request's validation) refused the order."""
-
-
 @dataclass(frozen=True)
 class SubmitResult:
     order: Order

@@ -1,3 +1,124 @@
-"""The REST API under /api/ (views live in each app's api.py)."""
+"""The REST API under /api/: routes to each app's api.py, plus the platform's own small
+endpoints (API tokens, ping), the OpenAPI schema and the interactive documentation.
 
-urlpatterns: list = []
+The token and ping views live here rather than in api_auth / api_common: those two are
+named in REST_FRAMEWORK settings that DRF's APIView reads when it is defined, so they
+must not import rest_framework.views themselves.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import authenticate
+from django.urls import include, path
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
+from rest_framework.views import APIView
+
+from agents.api import AgentViewSet, DecisionViewSet, LLMCredentialView
+from alpha_platform.api_auth import (
+    TokenIssuedSerializer,
+    TokenObtainSerializer,
+    TokenSerializer,
+    api_token_create,
+    api_token_revoke,
+)
+from alpha_platform.api_common import AuthThrottle
+from alpha_platform.models import ApiToken
+from exchanges.api import ExchangeAccountViewSet, ExchangeViewSet
+from risk.api import RiskEventViewSet, RiskProfileView
+from trading.api import (
+    BalanceView,
+    EquityView,
+    KillSwitchLiftView,
+    KillSwitchTripView,
+    KillSwitchView,
+    OrderViewSet,
+    PnlView,
+    PositionViewSet,
+)
+
+
+class TokenObtainView(APIView):
+    """Exchange a username and password for a new API token (the key is shown once)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [AuthThrottle]
+
+    @extend_schema(operation_id="auth_token_create", tags=["auth"], auth=[], request=TokenObtainSerializer,
+                   responses={201: TokenIssuedSerializer})
+    def post(self, request):
+        serializer = TokenObtainSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        user = authenticate(request, username=data["username"], password=data["password"])
+        if user is None or not user.is_active:
+            raise ValidationError("Unable to log in with the username and password given.")
+        issued = api_token_create(user=user, name=data.get("name") or "api")
+        token = issued.token
+        return Response({"id": token.pk, "name": token.name, "key": issued.key, "key_prefix": token.key_prefix,
+                         "created_at": token.created_at}, status=status.HTTP_201_CREATED)
+
+
+@extend_schema_view(
+    list=extend_schema(operation_id="auth_tokens_list", tags=["auth"],
+                       description="Your API tokens (prefix and dates, never the key)."),
+    destroy=extend_schema(operation_id="auth_tokens_revoke", tags=["auth"],
+                          description="Revoke a token: requests with it fail from now on.",
+                          responses={204: OpenApiResponse(description="Revoked.")}),
+)
+class TokenViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    serializer_class = TokenSerializer
+    queryset = ApiToken.objects.none()
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ApiToken.objects.none()
+        return ApiToken.objects.filter(user=self.request.user)
+
+    def destroy(self, request, pk=None):
+        api_token_revoke(token=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PingView(APIView):
+    """The smallest authenticated endpoint: the baseline the latency bench compares with."""
+
+    @extend_schema(operation_id="ping", tags=["meta"],
+                   responses={200: inline_serializer("Ping", {"ok": serializers.BooleanField()})})
+    def get(self, request):
+        return Response({"ok": True})
+
+
+router = SimpleRouter()
+router.register("auth/tokens", TokenViewSet, basename="api-token")
+router.register("exchanges", ExchangeViewSet, basename="exchange")
+router.register("exchange-accounts", ExchangeAccountViewSet, basename="exchange-account")
+router.register("positions", PositionViewSet, basename="position")
+router.register("orders", OrderViewSet, basename="order")
+router.register("risk-events", RiskEventViewSet, basename="risk-event")
+router.register("agents", AgentViewSet, basename="agent")
+router.register("decisions", DecisionViewSet, basename="decision")
+
+app_name = "api"
+urlpatterns = [
+    path("auth/token/", TokenObtainView.as_view(), name="auth-token"),
+    path("balance/", BalanceView.as_view(), name="balance"),
+    path("equity/", EquityView.as_view(), name="equity"),
+    path("pnl/", PnlView.as_view(), name="pnl"),
+    path("risk-profile/", RiskProfileView.as_view(), name="risk-profile"),
+    path("kill-switch/", KillSwitchView.as_view(), name="kill-switch"),
+    path("kill-switch/trip/", KillSwitchTripView.as_view(), name="kill-switch-trip"),
+    path("kill-switch/lift/", KillSwitchLiftView.as_view(), name="kill-switch-lift"),
+    path("llm-credential/", LLMCredentialView.as_view(), name="llm-credential"),
+    path("ping/", PingView.as_view(), name="ping"),
+    path("", include(router.urls)),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),
+]

@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our own static files
     "django_celery_beat",
     "channels",
     "alpha_platform",
@@ -181,17 +182,63 @@ STATICFILES_DIRS = [d for d in [BASE_DIR / "static"] if d.exists()]
 
 LOGIN_URL = "portal:login"
 
+# The REST API (/api/). Tokens first (`Authorization: Token <key>`), then the portal's
+# session. One error style (alpha_platform.api_common.exception_handler). Throttle
+# rates come from the environment so the bench and the fuzz run can raise them.
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "alpha_platform.api_auth.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "alpha_platform.api_common.Pagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "alpha_platform.api_common.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["alpha_platform.api_common.UserThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env.str("API_THROTTLE_USER", default="600/min"),
+        "auth": env.str("API_THROTTLE_AUTH", default="10/min"),
+        "orders": env.str("API_THROTTLE_ORDERS", default="60/min"),
+    },
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    "COERCE_DECIMAL_TO_STRING": True,
 }
 SPECTACULAR_SETTINGS = {
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "TITLE": "AlphaTransformer API",
+    "DESCRIPTION": (
+        "Everything a person can do in the portal: exchange accounts, balances and positions, orders "
+        "through the risk gate, the risk profile, agents and their decisions, and the kill switch.\n\n"
+        "Authenticate with `Authorization: Token <key>` (get a key from `POST /api/auth/token/`). "
+        "Every object is scoped to you: another user's object is a 404.\n\n"
+        "Errors: field validation errors are `{\"field\": [\"message\", ...]}` (400); every other error is "
+        "`{\"message\": \"...\", \"extra\": {...}}`. An order refused by the risk gate is a 422 whose "
+        "`extra` holds the rule, the numbers and the recorded order. Money, prices and quantities are "
+        "strings."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ExchangeAccountStatusEnum": "exchanges.models.ExchangeAccount.Status",
+        "OrderStatusEnum": "trading.models.Order.Status",
+        "PositionStatusEnum": "trading.models.Position.Status",
+        "AgentStatusEnum": "agents.models.AgentConfig.Status",
+        "DecisionStatusEnum": "agents.models.Decision.Status",
+        "ToolCallStatusEnum": "agents.models.ToolCall.Status",
+        "SideEnum": "trading.models.Side",
+        "PositionSideEnum": "trading.models.PositionSide",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "alpha_platform.api_common.postprocess_errors",
+    ],
 }
 
 # Where the YAML configuration lives (exchanges.yaml, llm_pricing.yaml).
@@ -216,17 +263,23 @@ if PRODUCTION:
     SECURE_REFERRER_POLICY = "same-origin"
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# LOG_FORMAT=json: one JSON object per line (time, level, logger, message and any
+# `extra=` fields, redacted like the plain lines); plain (default) for a terminal.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain").lower()
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json (got {LOG_FORMAT!r})")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"redact_secrets": {"()": "alpha_platform.common.logging.RedactSecretsFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "alpha_platform.common.logging.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": LOG_FORMAT,
             "filters": ["redact_secrets"],
         },
     },
@@ -264,3 +317,48 @@ LOGIN_THROTTLE_FAILURES = env.int("LOGIN_THROTTLE_FAILURES", default=5)
 LOGIN_THROTTLE_ADDRESS_FAILURES = env.int("LOGIN_THROTTLE_ADDRESS_FAILURES", default=50)
 LOGIN_THROTTLE_WINDOW_SECONDS = env.int("LOGIN_THROTTLE_WINDOW_SECONDS", default=15 * 60)
 LOGIN_THROTTLE_LOCKOUT_SECONDS = env.int("LOGIN_THROTTLE_LOCKOUT_SECONDS", default=15 * 60)
+
+# --- Operations: Celery queues, broker outages, health checks (docs/deployment.md) ---
+# Work is split into queues by kind so that worker machines can be dedicated to one kind:
+#   decisions  agents.tick (the agent's decision, and the orders it places: order
+#              placement runs inside the decision, so there is no separate orders queue)
+#   reconcile  trading.reconcile_all, trading.account_reconcile
+#   celery     the default: anything else (health heartbeats, future tasks)
+# A worker started without -Q consumes every queue listed here (make run, tests); a
+# dedicated machine passes -Q decisions (or -Q reconcile,celery).
+from kombu import Queue  # noqa: E402
+
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = (Queue("decisions"), Queue("reconcile"), Queue("celery"))
+CELERY_TASK_ROUTES = {
+    "agents.tick": {"queue": "decisions"},
+    "trading.reconcile_all": {"queue": "reconcile"},
+    "trading.account_reconcile": {"queue": "reconcile"},
+}
+# A broker restart or fail-over must not drop what beat (or the web) sends meanwhile:
+# publishing retries for ~30 s (0, 0.5, 1, 1, ... s) before giving up, instead of ~1 s.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": env.int("CELERY_PUBLISH_MAX_RETRIES", default=30),
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
+}
+# Worker and beat log through LOGGING above (JSON when LOG_FORMAT=json, and always
+# through the secret-redacting filter) instead of Celery replacing the root handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# /healthz (alpha_platform/health.py). Beat sends alpha_platform.heartbeat to each queue
+# every HEALTH_HEARTBEAT_SECONDS; the beat check is the age of the last one sent, the
+# worker check the age of the last one run from each queue (a live ping when beat is down).
+HEALTH_HEARTBEAT_SECONDS = env.float("HEALTH_HEARTBEAT_SECONDS", default=15.0)
+HEALTH_BEAT_MAX_AGE_SECONDS = env.float("HEALTH_BEAT_MAX_AGE_SECONDS", default=60.0)
+HEALTH_WORKER_MAX_AGE_SECONDS = env.float("HEALTH_WORKER_MAX_AGE_SECONDS", default=60.0)
+HEALTH_CHECK_TIMEOUT_SECONDS = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default=1.0)
+for _queue in ("decisions", "reconcile", "celery"):
+    CELERY_BEAT_SCHEDULE[f"health-heartbeat-{_queue}"] = {
+        "task": "alpha_platform.heartbeat",
+        "schedule": HEALTH_HEARTBEAT_SECONDS,
+        "args": (_queue,),
+        # A heartbeat nobody ran within the freshness window is worthless: drop it.
+        "options": {"queue": _queue, "expire_seconds": int(HEALTH_WORKER_MAX_AGE_SECONDS)},
+    }

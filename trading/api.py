@@ -1,0 +1,305 @@
+"""REST API for trading: balance, positions, orders, equity, PnL and the kill switch.
+
+Every order goes through ``trading.services.order_submit`` and its risk gate. A refused
+order is recorded (status REJECTED) and answered with HTTP 422:
+``{"message": <reason>, "extra": {"rule": ..., "details": {...}, "order": {...}}}``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from alpha_platform.api_common import (
+    OrderThrottle,
+    UserThrottle,
+    datetime_param,
+    days_ago,
+    error_body,
+    int_param,
+    query_choice,
+    query_datetime,
+    query_int,
+    query_str,
+    str_param,
+)
+from alpha_platform.common.errors import ApplicationError
+from exchanges.api import venue_display_name
+from trading import selectors
+from trading.models import Order, Position
+from trading.serializers import (
+    BalanceSerializer,
+    EquityCurveSerializer,
+    KillSwitchStatusSerializer,
+    KillSwitchTripSerializer,
+    OrderCreateSerializer,
+    OrderRejectionSerializer,
+    OrderSerializer,
+    PnlSerializer,
+    PositionSerializer,
+)
+from trading.services import (
+    SubmitResult,
+    kill_switch_lift,
+    kill_switch_trip,
+    order_cancel,
+    order_submit,
+    verdict_summary,
+)
+
+D0 = Decimal("0")
+FIGURES = ("total_balance", "available_balance", "margin_balance", "unrealized_pnl", "margin_used")
+
+
+def _actor(request) -> str:
+    return f"api:{request.user.get_username()}"
+
+
+def submit_response(result: SubmitResult) -> Response:
+    """201 (placed), 200 (the existing order for a repeated client_order_id) or 422 (refused
+    by the risk gate or the venue; a retry of a refused order is refused the same way)."""
+    order = Order.objects.select_related("account", "risk_event").get(pk=result.order.pk)
+    if order.status in (Order.Status.REJECTED, Order.Status.FAILED):
+        event = order.risk_event
+        if event is not None and not event.allowed:
+            rule = event.rule
+            details = verdict_summary(result.verdict)["details"] if result.verdict else event.details
+            message = event.message
+        else:
+            rule = "venue_rejected" if order.status == Order.Status.REJECTED else "venue_failed"
+            details, message = {}, order.error or "The venue did not accept the order."
+        return Response(error_body(message, {"rule": rule, "details": details, "order": OrderSerializer(order).data}),
+                        status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+    return Response(OrderSerializer(order).data,
+                    status=status.HTTP_200_OK if result.duplicate else status.HTTP_201_CREATED)
+
+
+SUBMIT_RESPONSES = {
+    201: OpenApiResponse(OrderSerializer, description="Placed (see status: FILLED, NEW, ...)."),
+    422: OpenApiResponse(OrderRejectionSerializer,
+                         description="Refused by the risk gate (or the venue); the refusal is recorded."),
+}
+
+
+# --------------------------------------------------------------------------- balance
+class BalanceView(APIView):
+    @extend_schema(operation_id="balance_retrieve", tags=["dashboard"], responses=BalanceSerializer,
+                   description="Your balances: each account's latest figures from its venue, the total, and "
+                               "a breakdown by venue. Figures are as of each account's taken_at.")
+    def get(self, request):
+        rows, totals = selectors.account_balances(user=request.user)
+        accounts = []
+        by_venue: dict[str, dict[str, Decimal]] = defaultdict(lambda: {f: D0 for f in FIGURES})
+        for row in rows:
+            snap = row.snapshot
+            item: dict[str, Any] = {"account": row.account, "venue": row.account.venue,
+                                    "currency": snap.currency if snap else None,
+                                    "can_trade": snap.can_trade if snap else None,
+                                    "taken_at": snap.taken_at if snap else None}
+            for name in FIGURES:
+                item[name] = getattr(snap, name) if snap else None
+                if snap:
+                    by_venue[row.account.venue][name] += getattr(snap, name)
+            by_venue.setdefault(row.account.venue, {f: D0 for f in FIGURES})
+            accounts.append(item)
+        data = {
+            "currency": "USDT",
+            "total": {name: totals.get(name, D0) for name in FIGURES},
+            "by_venue": [{"venue": venue, "display_name": venue_display_name(venue), **figures}
+                         for venue, figures in by_venue.items()],
+            "accounts": accounts,
+        }
+        return Response(BalanceSerializer(data).data)
+
+
+# --------------------------------------------------------------------------- positions
+@extend_schema_view(
+    list=extend_schema(operation_id="positions_list", tags=["dashboard"],
+                       description="Your positions with per-venue detail (open ones unless status says otherwise).",
+                       parameters=[
+                           str_param("status", "open (default), closed, liquidated or all.",
+                                     enum=["open", "closed", "liquidated", "all"]),
+                           str_param("venue", "Only positions on this venue."),
+                           int_param("account", "Only positions of this exchange account."),
+                           str_param("symbol", "Only this internal symbol, e.g. BTC/USDT."),
+                       ]),
+    retrieve=extend_schema(operation_id="positions_retrieve", tags=["dashboard"]),
+)
+class PositionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = PositionSerializer
+    queryset = Position.objects.none()
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Position.objects.none()
+        user = self.request.user
+        if self.action != "list":
+            return Position.objects.filter(owner=user).select_related("account")
+        wanted = query_choice(self.request, "status", ["open", "closed", "liquidated", "all"]) or "open"
+        venue = query_str(self.request, "venue", max_length=32)
+        account = query_int(self.request, "account", minimum=1)
+        symbol = query_str(self.request, "symbol", max_length=32)
+        if wanted == "open":
+            qs = selectors.open_positions(user=user)
+        else:
+            qs = Position.objects.filter(owner=user).select_related("account").order_by("-opened_at", "-id")
+            if wanted != "all":
+                qs = qs.filter(status=wanted)
+        if venue:
+            qs = qs.filter(account__venue=venue)
+        if account:
+            qs = qs.filter(account_id=account)
+        if symbol:
+            qs = qs.filter(symbol=symbol)
+        return qs
+
+    @extend_schema(operation_id="positions_close", tags=["dashboard"], request=None, responses=SUBMIT_RESPONSES,
+                   description="Close the whole position with a reduce-only market order, through the risk "
+                               "gate like any other order.")
+    @action(detail=True, methods=["post"])
+    def close(self, request, pk=None):
+        position = self.get_object()
+        if position.status != Position.Status.OPEN:
+            raise ApplicationError("This position is already closed.")
+        result = order_submit(account=position.account, symbol=position.symbol,
+                              side="SELL" if position.side == "LONG" else "BUY", position_side=position.side,
+                              quantity=position.size, reduce_only=True, source=Order.Source.API,
+                              actor=_actor(request))
+        return submit_response(result)
+
+
+# --------------------------------------------------------------------------- orders
+@extend_schema_view(
+    list=extend_schema(operation_id="orders_list", tags=["orders"], parameters=[
+        str_param("status", "Only orders in this status.", enum=Order.Status.values),
+        str_param("open", "true: only open orders (pending, new, partially filled, unknown).",
+                  enum=["true", "false"]),
+        int_param("account", "Only orders of this exchange account."),
+        str_param("venue", "Only orders on this venue."),
+        str_param("symbol", "Only this internal symbol, e.g. BTC/USDT."),
+        str_param("source", "Only orders from this source.", enum=Order.Source.values),
+        datetime_param("since", "Only orders created at or after this time (ISO 8601)."),
+    ]),
+    retrieve=extend_schema(operation_id="orders_retrieve", tags=["orders"]),
+)
+class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = OrderSerializer
+    queryset = Order.objects.none()
+
+    def get_throttles(self):
+        if self.action == "create":
+            return [UserThrottle(), OrderThrottle()]
+        return super().get_throttles()
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Order.objects.none()
+        user = self.request.user
+        if self.action != "list":
+            return Order.objects.filter(owner=user).select_related("account", "risk_event")
+        qs = selectors.orders(
+            user=user,
+            status=query_choice(self.request, "status", Order.Status.values),
+            account_id=query_int(self.request, "account", minimum=1),
+            symbol=query_str(self.request, "symbol", max_length=32),
+            source=query_choice(self.request, "source", Order.Source.values),
+            since=query_datetime(self.request, "since"),
+        )
+        venue = query_str(self.request, "venue", max_length=32)
+        if venue:
+            qs = qs.filter(account__venue=venue)
+        open_only = query_choice(self.request, "open", ["true", "false"])
+        if open_only:
+            qs = qs.filter(status__in=Order.OPEN_STATUSES) if open_only == "true" else qs.exclude(
+                status__in=Order.OPEN_STATUSES)
+        return qs
+
+    @extend_schema(
+        operation_id="orders_create", tags=["orders"], request=OrderCreateSerializer,
+        responses={
+            **SUBMIT_RESPONSES,
+            200: OpenApiResponse(OrderSerializer, description="An order with this client_order_id already "
+                                                              "exists: it is returned, nothing new is placed."),
+        },
+        description="Place an order through the risk gate. Choose the account by id, or by venue when you "
+                    "have one account there.")
+    def create(self, request):
+        serializer = OrderCreateSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        data = {k: v for k, v in serializer.validated_data.items() if v is not None}
+        return submit_response(order_submit(source=Order.Source.API, actor=_actor(request), **data))
+
+    @extend_schema(operation_id="orders_cancel", tags=["orders"], request=None, responses={200: OrderSerializer},
+                   description="Cancel an open order at its venue.")
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        order = order_cancel(order=self.get_object(), actor=_actor(request))
+        order = Order.objects.select_related("account", "risk_event").get(pk=order.pk)
+        return Response(OrderSerializer(order).data)
+
+
+# --------------------------------------------------------------------------- equity and PnL
+class EquityView(APIView):
+    @extend_schema(operation_id="equity_retrieve", tags=["dashboard"], responses=EquityCurveSerializer,
+                   parameters=[int_param("days", "How far back, 1 to 90 days (default 7).", maximum=90)],
+                   description="Equity over time, per account and in total, for charts.")
+    def get(self, request):
+        since = days_ago(query_int(request, "days", minimum=1, maximum=90, default=7))
+        curve = selectors.equity_curve(user=request.user, since=since)
+        return Response(EquityCurveSerializer({"since": since, **curve}).data)
+
+
+class PnlView(APIView):
+    @extend_schema(operation_id="pnl_retrieve", tags=["dashboard"], responses=PnlSerializer,
+                   parameters=[int_param("days", "Days of daily PnL, 1 to 365 (default 30).", maximum=365)],
+                   description="Today's PnL against the daily loss limit, realized PnL by day, and PnL by "
+                               "account.")
+    def get(self, request):
+        days = query_int(request, "days", minimum=1, maximum=365, default=30)
+        user = request.user
+        data = {"today": selectors.pnl_today(user=user), "by_day": selectors.pnl_by_day(user=user, days=days),
+                "by_account": selectors.pnl_by_account(user=user)}
+        return Response(PnlSerializer(data).data)
+
+
+# --------------------------------------------------------------------------- kill switch
+def _kill_switch_status(user) -> dict[str, Any]:
+    state = selectors.halt_state(user=user)
+    return {"active": state["user"] is not None, "switch": state["user"], "global_halt": state["global"],
+            "trading_allowed": state["user"] is None and state["global"] is None}
+
+
+class KillSwitchView(APIView):
+    @extend_schema(operation_id="kill_switch_retrieve", tags=["kill-switch"], responses=KillSwitchStatusSerializer,
+                   description="Whether your kill switch is on, and whether the platform is halted.")
+    def get(self, request):
+        return Response(KillSwitchStatusSerializer(_kill_switch_status(request.user)).data)
+
+
+class KillSwitchTripView(APIView):
+    @extend_schema(operation_id="kill_switch_trip", tags=["kill-switch"], request=KillSwitchTripSerializer,
+                   responses=KillSwitchStatusSerializer,
+                   description="Trip your kill switch: open orders are cancelled, positions closed, agents "
+                               "halted, and no order is accepted until you lift it. Idempotent.")
+    def post(self, request):
+        serializer = KillSwitchTripSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        kill_switch_trip(user=request.user, label=_actor(request), reason=serializer.validated_data["reason"],
+                         by=request.user)
+        return Response(KillSwitchStatusSerializer(_kill_switch_status(request.user)).data)
+
+
+class KillSwitchLiftView(APIView):
+    @extend_schema(operation_id="kill_switch_lift", tags=["kill-switch"], request=None,
+                   responses=KillSwitchStatusSerializer,
+                   description="Lift your kill switch. Agents stay halted until you resume them.")
+    def post(self, request):
+        kill_switch_lift(user=request.user, by=request.user)
+        return Response(KillSwitchStatusSerializer(_kill_switch_status(request.user)).data)

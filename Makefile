@@ -16,7 +16,11 @@ $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
-install: $(VENV)/.installed
+# chart.js for the portal's charts, from package-lock.json (served from node_modules).
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+install: $(VENV)/.installed node_modules/.package-lock.json
 
 run: install
 	$(BIN)/python scripts/run.py --host $(HOST) --port $(PORT)
@@ -32,4 +36,4 @@ lint: install
 	$(BIN)/python manage.py check_config
 
 clean:
-	rm -rf $(VENV) var/test
+	rm -rf $(VENV) node_modules var/test

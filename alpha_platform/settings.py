@@ -142,7 +142,9 @@ REALTIME_ENABLED = env.bool("REALTIME_ENABLED", default=True)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        # channels_redis waits for messages with 5 s blocking reads; redis-py 8's default
+        # 5 s socket timeout would kill every consumer idle for 5 s.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
     }
 }
 
@@ -179,6 +181,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [d for d in [BASE_DIR / "static"] if d.exists()]
+# chart.js, installed by `make install` (npm ci) from package-lock.json, never committed.
+STATICFILES_DIRS += [("vendor/chart.js", d) for d in [BASE_DIR / "node_modules" / "chart.js" / "dist"] if d.exists()]
+# daphne serves no static files by itself: the ASGI app does it in development, or when
+# SERVE_STATIC is set (a single-container deployment; behind a proxy, let it serve them).
+SERVE_STATIC = env.bool("SERVE_STATIC", default=DEBUG)
 
 LOGIN_URL = "portal:login"
 

@@ -77,7 +77,7 @@ def order_apply_result(*, order: Order, result: OrderResult) -> Order:
                                                  price=order.executed_price, fee=order.fees,
                                                  filled_at=result.timestamp))
     for child in result.attached:
-        Order.objects.update_or_create(
+        child_order, _ = Order.objects.update_or_create(
             client_order_id=child.client_order_id,
             defaults=dict(owner=order.owner, account=order.account, parent=order, source=Order.Source.SYSTEM,
                           actor=f"attached:{order.client_order_id}", exchange_order_id=child.order_id,
@@ -86,6 +86,7 @@ def order_apply_result(*, order: Order, result: OrderResult) -> Order:
                           stop_price=child.stop_price, price=child.price,
                           status=STATUS_MAP.get(str(child.status), Order.Status.NEW),
                           submitted_at=order.submitted_at, raw_data=_json_safe(child.raw_data)))
+        order_event(child_order, "created")
     if (order.status, order.executed_quantity) != before:
         action = {Order.Status.FILLED: "filled", Order.Status.PARTIALLY_FILLED: "partially_filled",
                   Order.Status.CANCELLED: "cancelled", Order.Status.REJECTED: "rejected",

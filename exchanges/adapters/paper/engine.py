@@ -79,7 +79,10 @@ class PaperRules:
     min_notional: Decimal = Decimal("5")
     supported_types: frozenset[str] = frozenset(t.value for t in OrderType)
     time_in_force: frozenset[str] = frozenset({"GTC", "IOC"})
-    history_limit: int = 1000
+    # Closed orders and fills kept in the book. The platform keeps the full history in its own
+    # tables; the book needs only recent ones for look-ups, and every call loads and saves
+    # the whole book, so a long history makes every call slower (bench/paper_venue.py).
+    history_limit: int = 100
     sync_window_seconds: float = 60.0
 
     @classmethod

@@ -55,7 +55,7 @@ def start(port: int, *, data_dir: Path | None = None, foreground: bool = False) 
         args += ["--save", "", "--appendonly", "no"]
     else:
         data_dir.mkdir(parents=True, exist_ok=True)
-        args += ["--dir", str(data_dir), "--save", "60 1", "--appendonly", "no"]
+        args += ["--dir", str(data_dir), "--save", "60", "1", "--appendonly", "no"]
     if foreground:
         os.execv(args[0], args)
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -193,7 +193,7 @@ def _acquire_in_a_process(redis_url: str, prefix: str, scope: str, limits: dict,
 
 
 def test_processes_sharing_redis_together_stay_within_the_per_second_limit(redis_prefix):
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")  # fork from a threaded test process can deadlock
     barrier, results = ctx.Barrier(2), ctx.Queue()
     limits = {"orders": {"per_second": 4, "per_minute": 1000}}
     scope = f"binance_futures:{uuid.uuid4().hex}"

@@ -131,20 +131,8 @@ def table(title: str, rows: list[tuple[str, Any]]) -> None:
     sys.stdout.flush()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def proc_cpu(pid: int) -> float:
-    """CPU seconds of a process and its threads (children not included)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return math.nan
+from _common import free_port  # noqa: E402  (bench/ is on sys.path: the script's own folder)
+from _common import proc_cpu_seconds as proc_cpu  # noqa: E402
 
 
 def machine() -> dict[str, Any]:

@@ -87,6 +87,8 @@ def parse():
                    help="spread each cycle's ticks over the interval (agents created at different times) "
                         "instead of one burst (all due together, e.g. after beat restarts)")
     g.add_argument("--beat", action="store_true", help="run a real `celery beat` instead of emulating it")
+    g.add_argument("--workers", type=int, default=1,
+                   help="worker processes (each with --concurrency threads); the question is about one")
     g.add_argument("--all-steps", action="store_true", help="keep stepping N after the first missed tick")
     g.add_argument("--py-spy", default=None, help="path to py-spy: profile the worker (first cycle of each N)")
     g = p.add_argument_group("tokens (c)")
@@ -895,7 +897,7 @@ def bench_capacity(b: Bench, args, quick: bool) -> None:
            "reconcile": reconcile, "mode": "real celery beat (its own schedule: agents, reconcile_all, "
                                            "heartbeats)" if args.beat else ("emulated, spread" if args.spread
                                                                      else "emulated, burst"),
-           "py_spy": bool(spy)}
+           "py_spy": bool(spy), "workers": args.workers}
     print(f"  capacity: {cfg}", flush=True)
     out = {"config": cfg, "per_concurrency": {}}
     b.results["capacity"] = out
@@ -903,18 +905,21 @@ def bench_capacity(b: Bench, args, quick: bool) -> None:
                                what_if=not quick)
     rows = []
     for conc in concurrencies:
-        hostname = f"bench{conc}-{os.getpid()}@%h"
-        cmd = worker_command(conc, hostname)
-        queues = queues_of(cmd)
-        log = b.tmp / f"worker-{conc}.log"
         env = {"OPENAI_BASE_URL": llm_url + "/v1", "OPENAI_API_KEY": KEY}
-        worker = b.spawn(cmd, env=env, log=log.name)
+        workers, logs = [], []
+        for w in range(args.workers):
+            cmd = worker_command(conc, f"bench{conc}-{w}-{os.getpid()}@%h")
+            logs.append(b.tmp / f"worker-{conc}-{w}.log")
+            workers.append(b.spawn(cmd, env=env, log=logs[-1].name))
+        queues = queues_of(cmd)
+        worker, log = workers[0], logs[0]
         beat = None
         per_n = {}
-        out["per_concurrency"][str(conc)] = {"command": " ".join(cmd), "per_n": per_n}
+        out["per_concurrency"][str(conc)] = {"command": " ".join(cmd), "workers": args.workers, "per_n": per_n}
         try:
-            wait_worker(worker, log)
-            print(f"  worker up: {' '.join(cmd[1:])}", flush=True)
+            for wp, wl in zip(workers, logs):
+                wait_worker(wp, wl)
+            print(f"  {args.workers} worker(s) up: {' '.join(cmd[1:])}", flush=True)
             for n in steps:
                 if len(pop.agents) < n:
                     t0 = time.time()
@@ -942,7 +947,8 @@ def bench_capacity(b: Bench, args, quick: bool) -> None:
                     time.sleep(args.model_delay + 1)
                     wait_idle(90)
                 background = background_cores()
-                sampler = Sampler(b, {"worker": worker.pid, "fake model server": llm_proc.pid})
+                sampler = Sampler(b, {**{f"worker{w}": wp.pid for w, wp in enumerate(workers)},
+                                      "fake model server": llm_proc.pid})
                 start = time.time()
                 s0 = sampler.sample()
                 enq: dict[int, list[float]] = {i: [] for i in ids}
@@ -993,7 +999,8 @@ def bench_capacity(b: Bench, args, quick: bool) -> None:
                 else:
                     res = classify(decisions, enq, interval)
                 cores = Sampler.cores(s0, s1)
-                expired = len(re.findall(r"expired", log.read_text(errors="replace"), re.I))
+                cores["worker"] = sum(v for k, v in cores.items() if k.startswith("worker"))
+                expired = sum(len(re.findall(r"expired", wl.read_text(errors="replace"), re.I)) for wl in logs)
                 totals = [d["total_ms"] for d in decisions if d["total_ms"] and d["status"] != "skipped"]
                 errors = Counter(re.sub(r"\d+", "#", d["error"]) for d in decisions if d["status"] == "error")
                 res["errors"] = dict(errors.most_common(5))
@@ -1020,12 +1027,14 @@ def bench_capacity(b: Bench, args, quick: bool) -> None:
         finally:
             if beat is not None:
                 b.stop(beat)
-            b.stop(worker)
+            for wp in workers:
+                b.stop(wp)
             purge(queues)
             wait_idle(5)
     out["served_model_requests"] = int(llm_count.read_text()) if llm_count.exists() else None
     print_table(f"(b) capacity: agents on a {interval} s interval, model {args.model_delay:g} s, {cycles} cycles per N, "
-                f"{cfg['mode']}{'' if args.beat else (', + reconcile_all each cycle' if reconcile else '')}; one worker "
+                f"{cfg['mode']}{'' if args.beat else (', + reconcile_all each cycle' if reconcile else '')}; "
+                f"{'one worker' if args.workers == 1 else f'{args.workers} worker processes'} "
                 f"(--pool threads); {b.results.get('database')}",
                 ["C", "agents N", "ticks due", "on time", "skipped", "missed", "lag p50 s", "lag p99 s",
                  "decision p50 s", "worker cores", "pg cores", "model srv cores", "machine busy", "busy before*",
@@ -1079,6 +1088,7 @@ def main() -> None:
             cfg = b.results["capacity"]["config"]
             variant += (f"-{b.results.get('database')}-C{'_'.join(map(str, cfg['concurrency']))}"
                         + ("" if cfg["reconcile"] else "-noreconcile") + ("-beat" if args.beat else "")
+                        + (f"-W{args.workers}" if args.workers > 1 else "")
                         + ("-spread" if args.spread else ""))
         b.write_results(variant)
 

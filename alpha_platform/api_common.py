@@ -194,6 +194,11 @@ class ApiModelSerializer(serializers.ModelSerializer):
 
 
 # --------------------------------------------------------------------------- query parameters
+# The largest value a database integer (BigAutoField, bigint) holds: beyond it SQLite raises
+# OverflowError and PostgreSQL a DataError, so a larger parameter is bad input, not a 500.
+DB_INT_MAX = 2**63 - 1
+
+
 def query_int(request, name: str, *, minimum: int | None = None, maximum: int | None = None,
               default: int | None = None) -> int | None:
     raw = request.query_params.get(name)
@@ -205,7 +210,8 @@ def query_int(request, name: str, *, minimum: int | None = None, maximum: int | 
         raise exceptions.ValidationError({name: ["A whole number is required."]}) from None
     if minimum is not None and value < minimum:
         raise exceptions.ValidationError({name: [f"Must be at least {minimum}."]})
-    if maximum is not None and value > maximum:
+    maximum = DB_INT_MAX if maximum is None else min(maximum, DB_INT_MAX)
+    if value > maximum:
         raise exceptions.ValidationError({name: [f"Must be at most {maximum}."]})
     return value
 

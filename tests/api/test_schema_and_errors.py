@@ -115,3 +115,20 @@ def test_no_response_contains_a_credential(api, user, market, anon):
     text = b"\n".join(bodies).decode()
     for secret in secrets:
         assert secret not in text
+
+
+# An id past the database's integer range (found by the fuzz run: it was a 500 on SQLite).
+HUGE_ID = "304487866163821812513767424"
+
+
+@pytest.mark.parametrize("url", ["/api/positions/?account={}", "/api/orders/?account={}", "/api/decisions/?agent={}"])
+def test_an_id_filter_beyond_the_database_range_is_a_400(api, url):
+    response = api.get(url.format(HUGE_ID))
+    assert response.status_code == 400
+    assert "at most" in str(response.data).lower()
+
+
+@pytest.mark.parametrize("url", ["/api/agents/{}/", "/api/orders/{}/", "/api/decisions/{}/", "/api/positions/{}/",
+                                 "/api/exchange-accounts/{}/", "/api/risk-events/{}/"])
+def test_a_detail_id_beyond_the_database_range_is_a_404(api, url):
+    assert api.get(url.format(HUGE_ID)).status_code == 404

@@ -1,6 +1,8 @@
 """The agent tick: load by id, take the per-agent lock in Redis, call one service.
 
-A tick that finds the previous one still running is recorded as skipped, not queued.
+A tick that finds the previous one still running is recorded as skipped, not queued; so is
+a tick that waited in the queue past its expiry (one interval: the next tick supersedes
+it), so every tick beat sent leaves a Decision row.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import logging
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import task_revoked
 from django.conf import settings
 from django.core.cache import cache
 
@@ -42,3 +45,22 @@ def agent_tick_task(agent_id: int, trigger: str = Decision.Trigger.SCHEDULE) -> 
         return None
     finally:
         cache.delete(_lock_key(agent_id))
+
+
+@task_revoked.connect(dispatch_uid="agents_tick_expired")
+def _record_expired_tick(sender=None, request=None, expired=False, **kwargs) -> None:
+    """The worker dropped a tick that expired in the queue (it was behind by an interval):
+    record it as skipped, so the agent's history shows the gap and its cause."""
+    if not expired or getattr(sender, "name", None) != "agents.tick" or request is None:
+        return
+    args, task_kwargs = list(request.args or ()), dict(request.kwargs or {})
+    agent_id = task_kwargs.get("agent_id", args[0] if args else None)
+    trigger = task_kwargs.get("trigger", args[1] if len(args) > 1 else Decision.Trigger.SCHEDULE)
+    try:
+        agent = AgentConfig.objects.filter(pk=agent_id).first()
+        if agent is not None:
+            decision_skip(agent=agent, trigger=trigger,
+                          reason="The tick expired in the queue: the workers were behind by a whole interval.")
+    except Exception:  # the consumer thread runs this receiver: never let it stop consuming
+        logger.exception("could not record the expired tick of agent %s", agent_id)
+    logger.warning("agent %s tick expired in the queue (workers behind)", agent_id)

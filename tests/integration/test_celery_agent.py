@@ -82,3 +82,39 @@ def test_beat_schedules_and_worker_runs_an_agent(tmp_path):
     finally:
         _stop(beat)
         _stop(worker)
+
+
+def test_a_tick_that_expired_in_the_queue_is_recorded_as_skipped(tmp_path):
+    """A worker that was behind drops an expired tick: the tick still leaves a Decision row,
+    so the agent's history shows the gap and why."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_SETTINGS"))}
+    env.update(DJANGO_SETTINGS_MODULE="alpha_platform.settings", ALPHA_ENV="testing", ALPHA_VAR_DIR=str(tmp_path),
+               DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3", CREDENTIALS_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+               REDIS_URL=os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/10")
+    _manage(env, "migrate", "--noinput", "-v", "0")
+    _manage(env, "shell", "-c", (
+        "from datetime import timedelta\n"
+        "from django.utils import timezone\n"
+        "from django.contrib.auth.models import User\n"
+        "from exchanges.services import exchange_account_create\n"
+        "from agents.services import agent_create\n"
+        "from agents.tasks import agent_tick_task\n"
+        "u = User.objects.create_user('ex', password='x-long-password-1')\n"
+        "a = exchange_account_create(owner=u, name='Paper', venue='paper', credentials={})\n"
+        "g = agent_create(owner=u, account=a, name='late', symbols=['BTC/USDT'], interval_seconds=3600)\n"
+        "agent_tick_task.apply_async(args=[g.pk], expires=timezone.now() - timedelta(seconds=5))\n"))
+    worker = _start(env, "worker", "--pool", "threads", "--concurrency", "2", "--loglevel", "INFO",
+                    "-Q", "decisions,reconcile,celery", "--hostname", f"ex-{os.getpid()}@%h", log=tmp_path / "worker.log")
+    try:
+        deadline, rows = time.time() + 60, "[]"
+        while time.time() < deadline:
+            rows = _query(env, "from agents.models import Decision; "
+                               "print(list(Decision.objects.values_list('status', 'summary')))")
+            if "expired" in rows:
+                break
+            time.sleep(2)
+        log = (tmp_path / "worker.log").read_text()[-3000:]
+        assert "'skipped', 'The tick expired in the queue" in rows, f"{rows}\n{log}"
+        assert "executed" not in rows and "held" not in rows, rows  # the stale tick did not run
+    finally:
+        _stop(worker)

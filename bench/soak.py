@@ -39,9 +39,10 @@ Reported (a table, and JSON in var/bench/soak.json, or soak-quick.json):
   ticks due      per agent, from its schedule as beat runs it (next = last send + interval)
                  up to 10 s before beat is stopped; ticks sent (beat's log); decisions recorded
                  (Decision rows of every status: recorded, held, skipped, error, and 'running'
-                 ones left by a killed worker); LOST = due ticks without a Decision row, by
-                 cause (not sent by beat / sent but never run, e.g. expired in the queue or
-                 held by a killed worker), honestly, and where they fell (which fault window).
+                 ones left by a killed worker); LOST = due ticks that never ran, by cause (not
+                 sent by beat / sent but no Decision row, e.g. held by a killed worker /
+                 expired in the queue, which the worker records as a skipped Decision but is
+                 still a tick that did not run), and where they fell (which fault window).
   tick lag       scheduled time -> Decision.started_at: p50 / p99 / max, with beat's own delay
                  and the queue's.
   duplicates     client order ids that appear twice at the venue (the paper books, parsed
@@ -748,8 +749,10 @@ class Soak:
                     sends[agent_id].remove(max(cands))
 
         decisions: dict[int, list[tuple[float, str, int]]] = defaultdict(list)
-        for pk, agent_id, status, started in Decision.objects.filter(trigger="schedule").values_list(
-                "pk", "agent_id", "status", "started_at"):
+        for pk, agent_id, status, started, summary in Decision.objects.filter(trigger="schedule").values_list(
+                "pk", "agent_id", "status", "started_at", "summary"):
+            if status == "skipped" and summary.startswith("The tick expired in the queue"):
+                status = "expired"  # recorded, but it never ran: counted as lost below
             decisions[agent_id].append((started.timestamp(), status, pk))
         # Ticks due in the last seconds before beat was stopped are not counted: beat's own
         # delay reaches 5-7 s under load, and it would have sent them had the run gone on.
@@ -790,6 +793,8 @@ class Soak:
                 tick["lost"] = "not_sent"
             elif not tick.get("decisions"):
                 tick["lost"] = "sent_not_run"
+            elif all(d[1] == "expired" for d in tick["decisions"]):
+                tick["lost"] = "expired"
             else:
                 started = tick["decisions"][0][0]
                 lags.append(started - tick["due"])
@@ -808,6 +813,7 @@ class Soak:
             "recorded": sum(1 for t in ticks if t.get("decisions")), "lost": len(lost),
             "lost_not_sent_by_beat": sum(1 for t in lost if t["lost"] == "not_sent"),
             "lost_sent_not_run": sum(1 for t in lost if t["lost"] == "sent_not_run"),
+            "lost_expired_recorded_as_skipped": sum(1 for t in lost if t["lost"] == "expired"),
             "lost_by_window": dict(Counter(t["window"] for t in lost)),
             "lost_examples": [{"agent": t["agent"], "due": iso(t["due"]), "cause": t["lost"], "window": t["window"]}
                               for t in lost[:15]],
@@ -992,7 +998,9 @@ class Soak:
         table("Ticks (nothing lost = lost 0)", [
             ("due", t["due"]), ("sent by beat", t["sent"]), ("recorded (a Decision row)", t["recorded"]),
             ("LOST", t["lost"]), ("  not sent by beat", t["lost_not_sent_by_beat"]),
-            ("  sent, never run", t["lost_sent_not_run"]), ("  by window", t["lost_by_window"] or "-"),
+            ("  sent, never run", t["lost_sent_not_run"]),
+            ("  expired in the queue (recorded as skipped)", t["lost_expired_recorded_as_skipped"]),
+            ("  by window", t["lost_by_window"] or "-"),
             ("expired in the queue (worker log)", t["expired_in_queue"]),
             ("beat publish failures", t["beat_publish_failures"]),
             ("decisions by status", t["decisions_by_status"]),

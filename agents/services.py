@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -278,6 +278,30 @@ def agent_decision_run(*, agent: AgentConfig, trigger: str = Decision.Trigger.SC
                                     "cost_usd": str(decision.cost_usd),
                                     "orders": [c.order_id for c in output.tool_calls if c.order_id]}})
     return decision
+
+
+ABANDONED_ERROR = ("The worker running this decision stopped before it finished (killed or crashed). "
+                   "Orders it placed are kept and settled by reconciliation.")
+
+
+def decisions_close_abandoned(*, now: datetime | None = None) -> int:
+    """Close decisions left RUNNING by a worker that died (SIGKILL, out of memory, a lost
+    machine): past the tick's hard time limit no worker can still be running them."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.AGENT_TICK_TIME_LIMIT + 60)
+    closed = 0
+    for decision in Decision.objects.filter(status=Decision.Status.RUNNING, started_at__lt=cutoff):
+        with transaction.atomic():
+            updated = Decision.objects.filter(pk=decision.pk, status=Decision.Status.RUNNING).update(
+                status=Decision.Status.ERROR, error=ABANDONED_ERROR, summary=f"error: {ABANDONED_ERROR[:200]}",
+                finished_at=now)
+            if updated:
+                decision.refresh_from_db()
+                _decision_event(decision)
+                closed += 1
+    if closed:
+        logger.warning("closed %s decision(s) abandoned by a stopped worker", closed)
+    return closed
 
 
 def _finish_error(decision: Decision, error: str) -> Decision:

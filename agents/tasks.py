@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from agents.models import AgentConfig, Decision
-from agents.services import agent_decision_run, decision_skip
+from agents.services import agent_decision_run, decision_skip, decisions_close_abandoned
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,11 @@ def agent_tick_task(agent_id: int, trigger: str = Decision.Trigger.SCHEDULE) -> 
         return None
     finally:
         cache.delete(_lock_key(agent_id))
+
+
+@shared_task(name="agents.close_abandoned_decisions", ignore_result=True)
+def close_abandoned_decisions_task() -> int:
+    return decisions_close_abandoned()
 
 
 @task_revoked.connect(dispatch_uid="agents_tick_expired")

@@ -305,6 +305,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "trading.reconcile_all",
         "schedule": env.float("RECONCILE_INTERVAL_SECONDS", default=60.0),
     },
+    # Decisions left running by a worker that was killed are closed as errors.
+    "close-abandoned-decisions": {"task": "agents.close_abandoned_decisions", "schedule": 60.0},
 }
 
 # Agents: the hard bound on one decision tick, and the LLM client's timeout and retries.
@@ -341,6 +343,7 @@ CELERY_TASK_ROUTES = {
     "agents.tick": {"queue": "decisions"},
     "trading.reconcile_all": {"queue": "reconcile"},
     "trading.account_reconcile": {"queue": "reconcile"},
+    "agents.close_abandoned_decisions": {"queue": "reconcile"},
 }
 # A broker restart or fail-over must not drop what beat (or the web) sends meanwhile:
 # publishing retries for ~30 s (0, 0.5, 1, 1, ... s) before giving up, instead of ~1 s.

@@ -42,8 +42,10 @@ def account_reconcile_task(account_id: int) -> dict | None:
 
 @worker_ready.connect
 def _reconcile_on_worker_start(sender=None, **kwargs) -> None:
-    # A pass when a worker starts: orders left PENDING/UNKNOWN by a crash are settled.
+    # A pass when a worker starts: orders left PENDING/UNKNOWN by a crash are settled. When
+    # several workers start together (a deploy, a machine reboot) one pass is enough.
     try:
-        reconcile_all_task.delay()
+        if cache.add("reconcile:startup", "1", timeout=60):
+            reconcile_all_task.delay()
     except Exception as exc:  # the broker may not be reachable yet; beat will schedule one
         logger.warning("could not queue the start-up reconciliation: %s", exc)

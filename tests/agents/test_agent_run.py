@@ -155,6 +155,30 @@ def test_a_tick_that_finds_the_previous_one_running_is_skipped(user, market, llm
     assert llm.requests == []
 
 
+def test_decisions_abandoned_by_a_killed_worker_are_closed_only_past_the_time_limit(user, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agents.tasks import close_abandoned_decisions_task
+
+    agent = make_agent(user)
+    now = timezone.now()
+    limit = settings.AGENT_TICK_TIME_LIMIT
+    old = Decision.objects.create(agent=agent, owner=user, status=Decision.Status.RUNNING,
+                                  started_at=now - timedelta(seconds=limit + 120))
+    recent = Decision.objects.create(agent=agent, owner=user, status=Decision.Status.RUNNING,
+                                     started_at=now - timedelta(seconds=limit))
+    done = Decision.objects.create(agent=agent, owner=user, status=Decision.Status.HELD,
+                                   started_at=now - timedelta(seconds=limit + 120), finished_at=now)
+    assert close_abandoned_decisions_task() == 1
+    old.refresh_from_db(), recent.refresh_from_db(), done.refresh_from_db()
+    assert old.status == Decision.Status.ERROR and "stopped before it finished" in old.error and old.finished_at
+    assert recent.status == Decision.Status.RUNNING  # may still be running on a live worker
+    assert done.status == Decision.Status.HELD
+    assert close_abandoned_decisions_task() == 0
+
+
 def test_paused_agent_tick_does_nothing(user, market, llm):
     agent = gpt_agent(user)
     agent_pause(agent=agent)

@@ -122,3 +122,13 @@ def test_venue_order_we_never_placed_is_reported(user, market):
     report = account_reconcile(account=account)
     assert report.unknown_venue_orders == ["manual-on-venue"]
     assert RiskEvent.objects.filter(kind="reconcile", details__client_order_id="manual-on-venue").exists()
+
+
+def test_workers_starting_together_queue_one_start_up_pass(monkeypatch):
+    from trading import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.reconcile_all_task, "delay", lambda: sent.append(1))
+    for _ in range(3):  # three workers come up within the same minute
+        tasks._reconcile_on_worker_start()
+    assert sent == [1]

@@ -132,3 +132,40 @@ def test_workers_starting_together_queue_one_start_up_pass(monkeypatch):
     for _ in range(3):  # three workers come up within the same minute
         tasks._reconcile_on_worker_start()
     assert sent == [1]
+
+
+class CountingTrader:
+    """The account's real paper trader, counting the per-order look-ups reconciliation makes."""
+
+    def __init__(self, account):
+        self.inner = trader_for_account(account)
+        self.lookups = []
+
+    def get_order(self, symbol, **kwargs):
+        self.lookups.append(kwargs.get("client_order_id"))
+        return self.inner.get_order(symbol, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_open_orders_the_venue_lists_unchanged_need_no_look_up(user, market):
+    account = make_account(user)
+    resting = order_submit(account=account, symbol="BTC/USDT", side="BUY", position_side="LONG", quantity=D("0.01"),
+                           order_type="LIMIT", price=D("40000"), source="api").order
+    other = order_submit(account=account, symbol="BTC/USDT", side="BUY", position_side="LONG", quantity=D("0.01"),
+                         order_type="LIMIT", price=D("41000"), source="api").order
+    assert resting.status == other.status == Order.Status.NEW
+
+    trader = CountingTrader(account)
+    report = account_reconcile(account=account, trader=trader)
+    assert report.orders_checked == 2 and trader.lookups == [] and report.orders_updated == 0
+
+    # Cancelled at the venue behind our back: no longer listed, so it is looked up and settled.
+    trader.inner.cancel_order("BTC/USDT", client_order_id=other.client_order_id)
+    report = account_reconcile(account=account, trader=trader)
+    other.refresh_from_db()
+    assert trader.lookups == [other.client_order_id]
+    assert other.status == Order.Status.CANCELLED and report.orders_updated == 1
+    resting.refresh_from_db()
+    assert resting.status == Order.Status.NEW

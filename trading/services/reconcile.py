@@ -1,8 +1,9 @@
 """Reconciliation: bring the database in line with what the venue says, and record
 every discrepancy as a RiskEvent (kind=reconcile).
 
-- Orders we hold as open (PENDING, NEW, PARTIALLY_FILLED, UNKNOWN) are looked up by
-  client order id. An order the venue does not know is marked LOST only after
+- The venue's open orders are fetched once. An order we hold as open (PENDING, NEW,
+  PARTIALLY_FILLED, UNKNOWN) that is in that list unchanged (same status, same executed
+  quantity) needs nothing more; any other is looked up by client order id. An order the venue does not know is marked LOST only after
   ``LOST_AFTER_LOOKUPS`` failed look-ups, and only once it is older than
   ``MIN_AGE_FOR_LOST`` (a venue may be slow to index a new order).
 - Open orders at the venue that we never placed are reported.
@@ -19,7 +20,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from exchanges.adapters.base import ExchangeTrader
+from exchanges.adapters.base import ExchangeTrader, OrderResult
 from exchanges.adapters.errors import ExchangeError, OrderNotFound
 from exchanges.models import ExchangeAccount
 from exchanges.services import trader_for_account
@@ -27,7 +28,7 @@ from risk.models import RiskEvent
 from risk.services import risk_event_record
 from trading.events import order_event
 from trading.models import Order
-from trading.services.positions import balance_snapshot_record, order_apply_result, positions_sync
+from trading.services.positions import STATUS_MAP, balance_snapshot_record, order_apply_result, positions_sync
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,12 @@ def _discrepancy(account: ExchangeAccount, message: str, details: dict[str, Any]
                       message=message, details=details, symbol=symbol, venue=account.venue, actor="reconcile")
 
 
+def _unchanged(order: Order, listed: OrderResult | None) -> bool:
+    """The venue lists the order as open with what we already recorded: no look-up needed."""
+    return (listed is not None and STATUS_MAP.get(str(listed.status)) == order.status
+            and listed.executed_quantity == order.executed_quantity)
+
+
 def account_reconcile(*, account: ExchangeAccount, trader: ExchangeTrader | None = None,
                       snapshot_balance: bool = True) -> ReconcileReport:
     report = ReconcileReport(account_id=account.pk)
@@ -62,8 +69,16 @@ def account_reconcile(*, account: ExchangeAccount, trader: ExchangeTrader | None
     trader = trader or trader_for_account(account)
     now = timezone.now()
     try:
+        try:
+            venue_orders = trader.get_open_orders()
+        except ExchangeError as exc:
+            report.errors.append(f"open orders: {type(exc).__name__}")
+            venue_orders = []
+        listed = {vo.client_order_id: vo for vo in venue_orders if vo.client_order_id}
         for order in Order.objects.filter(account=account, status__in=Order.OPEN_STATUSES).order_by("created_at"):
             report.orders_checked += 1
+            if _unchanged(order, listed.get(order.client_order_id)):
+                continue
             try:
                 result = trader.get_order(order.symbol, order_id=order.exchange_order_id or None,
                                           client_order_id=order.client_order_id)
@@ -90,11 +105,6 @@ def account_reconcile(*, account: ExchangeAccount, trader: ExchangeTrader | None
             if (order.status, order.executed_quantity) != before:
                 report.orders_updated += 1
 
-        try:
-            venue_orders = trader.get_open_orders()
-        except ExchangeError as exc:
-            report.errors.append(f"open orders: {type(exc).__name__}")
-            venue_orders = []
         known = set(Order.objects.filter(account=account, client_order_id__in=[
             o.client_order_id for o in venue_orders if o.client_order_id]).values_list("client_order_id", flat=True))
         for vo in venue_orders:

@@ -49,6 +49,12 @@ def _single_flight(key: str, ttl: float, fetch: Callable[[], T]) -> T:
         if time.monotonic() > deadline:
             break  # the holder died; fetch ourselves
     try:
+        # The previous holder may have stored the value and released the lock between our
+        # first look and taking the lock: look again before calling the venue.
+        found = cache.get(key)
+        if found is not None:
+            stats["hits"] += 1
+            return pickle.loads(found)
         value = fetch()
         stats["fetches"] += 1
         cache.set(key, pickle.dumps(value), timeout=max(1, int(ttl)))

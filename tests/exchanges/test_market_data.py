@@ -48,6 +48,31 @@ def test_many_readers_one_fetch_per_interval(user, market):
     assert trader.calls["get_candles"] == 2
 
 
+def test_a_reader_that_missed_the_value_looks_again_after_taking_the_lock(monkeypatch):
+    """The race behind a flaky double fetch: a reader misses the value, then the holder
+    stores it and releases the lock before the reader takes the lock."""
+    from django.core.cache import cache
+
+    class MissFirst:
+        def __init__(self):
+            self.misses = 1
+
+        def get(self, key):
+            if self.misses:
+                self.misses -= 1
+                return None  # the first look came just before the holder stored the value
+            return cache.get(key)
+
+        def __getattr__(self, name):
+            return getattr(cache, name)
+
+    cache.set("md:test:key", market_data.pickle.dumps("stored"), timeout=60)
+    monkeypatch.setattr(market_data, "cache", MissFirst())
+    fetches = []
+    assert market_data._single_flight("md:test:key", 60, lambda: fetches.append(1) or "fetched") == "stored"
+    assert fetches == []
+
+
 def test_keys_separate_venue_network_symbol_and_interval(user, market):
     trader = Counting(trader_for_account(make_account(user)))
     now = 1_800_000_000.0

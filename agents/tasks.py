@@ -14,6 +14,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import task_revoked
 from django.conf import settings
 from django.core.cache import cache
+from django.db import close_old_connections
 
 from agents.models import AgentConfig, Decision
 from agents.services import agent_decision_run, decision_skip, decisions_close_abandoned
@@ -62,6 +63,9 @@ def _record_expired_tick(sender=None, request=None, expired=False, **kwargs) -> 
     agent_id = task_kwargs.get("agent_id", args[0] if args else None)
     trigger = task_kwargs.get("trigger", args[1] if len(args) > 1 else Decision.Trigger.SCHEDULE)
     try:
+        # The worker's consumer thread runs this, outside any task: drop a connection that a
+        # database restart broke or that outlived CONN_MAX_AGE, as Celery does around tasks.
+        close_old_connections()
         agent = AgentConfig.objects.filter(pk=agent_id).first()
         if agent is not None:
             decision_skip(agent=agent, trigger=trigger,

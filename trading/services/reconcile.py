@@ -3,9 +3,10 @@ every discrepancy as a RiskEvent (kind=reconcile).
 
 - The venue's open orders are fetched once. An order we hold as open (PENDING, NEW,
   PARTIALLY_FILLED, UNKNOWN) that is in that list unchanged (same status, same executed
-  quantity) needs nothing more; any other is looked up by client order id. An order the venue does not know is marked LOST only after
-  ``LOST_AFTER_LOOKUPS`` failed look-ups, and only once it is older than
-  ``MIN_AGE_FOR_LOST`` (a venue may be slow to index a new order).
+  quantity) needs nothing more; any other is looked up by client order id. An order the
+  venue does not know is marked LOST only after ``LOST_AFTER_LOOKUPS`` failed look-ups,
+  and only once it is older than ``MIN_AGE_FOR_LOST`` (a venue may be slow to index a new
+  order).
 - Open orders at the venue that we never placed are reported.
 - Positions are synced; a change without a fill of ours (liquidation, manual trading on
   the venue) is reported.

@@ -192,7 +192,10 @@ def _submit(*, account, user, trader, cid, symbol, side, position_side, order_ty
                           error="" if verdict.allowed else verdict.message)
             if not verdict.allowed:
                 order.closed_at = timezone.now()
-            order.full_clean(exclude=["risk_event", "parent"])
+            # Field checks only: _validate has already enforced what the check constraints
+            # say (and the database still does), and a duplicate client order id is the
+            # IntegrityError below; the constraint queries would run inside the risk lock.
+            order.full_clean(exclude=["risk_event", "parent"], validate_unique=False, validate_constraints=False)
             order.save()
             order_event(order, "created" if verdict.allowed else "rejected")
     except IntegrityError:

@@ -7,14 +7,16 @@ Starts an embedded Redis and daphne (the real ASGI app) on a throwaway SQLite da
 signs a websocket client in with a session cookie, then runs two worker-like processes
 (Django set up as a Celery worker has it, no web request involved):
 
-- bare:  ``async_to_sync(channel_layer.group_send)`` to the user's group, exactly as
-  alpha_platform.common.realtime does it, stamped just before the send;
+- bare:  ``alpha_platform.common.realtime._send`` to the user's group (the process's one
+  sender loop), as the platform pushes after a commit, stamped just before the send;
+- a2s:   ``async_to_sync(channel_layer.group_send)`` per message (a new event loop, helper
+  thread and Redis connection each time: how the platform sent before the sender loop);
 - fills: ``trading.services.order_submit`` on a paper account, alternately opening and
   closing 0.001 BTC. Each fill is stamped when the service's on-commit push for it starts,
   right after the fill's transaction commits (the stamp rides in the event itself).
 
-A third row sends the same pings from one event loop (one Redis connection pool): the
-transport alone, without async_to_sync's per-call loop and connection.
+Another row sends the same pings from inside one event loop (one Redis connection pool):
+the transport alone.
 
 The client stamps each message on arrival; latency = arrival - stamp (one machine, one
 clock). Prints median, p99 and max of both, and their ratio; stops everything; well under
@@ -54,9 +56,14 @@ def produce(mode: str, user_id: int, account_id: int, count: int) -> None:
     def ping(seq: int, kind: str) -> dict:
         return {"type": "platform.event", "event": {"type": "bench.ping", "kind": kind, "seq": seq, "t0": time.time()}}
 
-    if mode == "bare":  # as realtime._send does it: async_to_sync per message
+    if mode == "bare":  # as the platform pushes: realtime._send, through the sender loop
         for seq in range(count):
-            async_to_sync(layer.group_send)(group, ping(seq, "bare"))
+            realtime._send([group], ping(seq, "bare")["event"])
+            time.sleep(0.005)
+        return
+    if mode == "a2s":  # the previous way: async_to_sync per message
+        for seq in range(count):
+            async_to_sync(layer.group_send)(group, ping(seq, "a2s"))
             time.sleep(0.005)
         return
     if mode == "loop":  # the transport alone: one event loop, one Redis connection pool
@@ -154,13 +161,14 @@ async def run_phase(stack, mode: str, ids: dict, count: int, samples: dict, key:
 
 
 async def measure(stack, ids: dict, pings: int, fills: int) -> dict[str, list[float]]:
-    samples: dict[str, list] = {"bare": [], "loop": [], "fill": [], "closed": []}
+    samples: dict[str, list] = {"bare": [], "a2s": [], "loop": [], "fill": [], "closed": []}
     ready, done = asyncio.Event(), asyncio.Event()
     ws_url = stack.url.replace("http://", "ws://") + "/ws/updates/?stream=user"
     client = asyncio.create_task(collect(ws_url, f"sessionid={ids['session']}", stack.url, ready, done, samples))
     await asyncio.wait_for(ready.wait(), timeout=15)
     await run_phase(stack, "loop", ids, pings, samples, "loop", timeout=60)
     await run_phase(stack, "bare", ids, pings, samples, "bare", timeout=60)
+    await run_phase(stack, "a2s", ids, pings, samples, "a2s", timeout=60)
     await run_phase(stack, "fills", ids, fills, samples, "fill", timeout=240)
     if client.done() and client.exception() is not None:
         raise RuntimeError(f"the websocket client failed: {client.exception()!r}")
@@ -203,7 +211,7 @@ def main() -> None:
     parser.add_argument("--fills", type=int, default=200)
     parser.add_argument("--pings", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="50 of each (a smoke run)")
-    parser.add_argument("--produce", choices=["bare", "loop", "fills"], help=argparse.SUPPRESS)
+    parser.add_argument("--produce", choices=["bare", "a2s", "loop", "fills"], help=argparse.SUPPRESS)
     parser.add_argument("--user-id", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--account-id", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
@@ -226,13 +234,14 @@ def main() -> None:
         samples = asyncio.run(measure(stack, ids, args.pings, args.fills))
         crash_log = stack.log("web")
 
-    missing = [key for key in ("bare", "loop", "fill") if not samples[key]]
+    missing = [key for key in ("bare", "a2s", "loop", "fill") if not samples[key]]
     if missing:
         sys.exit(f"no {', '.join(missing)} message reached the websocket client: nothing to report"
                  + (" (the consumer died on a Redis read timeout: CHANNEL_LAYERS needs a socket_timeout "
                     "above channels_redis' 5 s blocking read; see tests/portal/test_consumer.py)"
                     if "TimeoutError" in crash_log else ""))
     rows = [("bare Channels round trip, as realtime sends", samples["bare"]),
+            ("  the same, async_to_sync per message (before)", samples["a2s"]),
             ("  the same, one loop and Redis pool (transport)", samples["loop"]),
             ("order fill in a worker -> websocket client", samples["fill"])]
     print(f"\nwebsocket delivery latency, ms ({os.cpu_count()} cores; one machine, one clock)")
@@ -241,14 +250,14 @@ def main() -> None:
         print(f"{label:50s} {len(values):5d} {statistics.median(values):8.2f} {percentile(values, 99):8.2f} "
               f"{max(values):8.2f}")
     bare, fill = statistics.median(samples["bare"]), statistics.median(samples["fill"])
-    print("\nbare: async_to_sync(channel_layer.group_send) from another process, as")
-    print("alpha_platform.common.realtime does after a commit; fill: the service's on-commit push")
+    print("\nbare: realtime._send from another process, as the platform pushes after a commit;")
+    print("fill: the service's on-commit push of an order fill")
     print(f"ratio fill / bare: median {fill / bare:.1f}x, p99 "
           f"{percentile(samples['fill'], 99) / percentile(samples['bare'], 99):.1f}x")
     print(f"total run time {time.time() - started:.1f}s")
     summary = {key: {"n": len(samples[key]), "median_ms": statistics.median(samples[key]),
                      "p99_ms": percentile(samples[key], 99), "max_ms": max(samples[key])}
-               for key in ("bare", "loop", "fill")}
+               for key in ("bare", "a2s", "loop", "fill")}
     summary["ratio_median_fill_over_bare"] = fill / bare
     out = ROOT / "var" / "bench" / "ws_latency.json"
     out.parent.mkdir(parents=True, exist_ok=True)

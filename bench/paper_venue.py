@@ -208,8 +208,8 @@ def bench_market_data(b: Bench, reads: int, thread_counts: list[int], repeats: i
     cold_rows, cold = [], {}
     for k in thread_counts:
         entry: dict = {}
-        for variant in ("platform", "double-checked"):
-            trials = [cold_trial(trader, kw, k, double_checked=variant == "double-checked") for _ in range(trials_n)]
+        for variant in ("platform",):
+            trials = [cold_trial(trader, kw, k) for _ in range(trials_n)]
             entry[variant] = trials
             fetches = [t["venue_calls"]["get_candles"] + t["venue_calls"]["get_ticker"] for t in trials]
             cold_rows.append([k, variant, median_of(fetches), max(fetches), sum(1 for f in fetches if f > 2),
@@ -223,48 +223,12 @@ def bench_market_data(b: Bench, reads: int, thread_counts: list[int], repeats: i
                 "ideal = 2 venue fetches, one per key; latency per thread in ms, median over trials)",
                 ["threads K", "single-flight", "fetches p50", "fetches max", "trials > 2", "cold p50", "cold max"],
                 cold_rows)
-    print("  platform = exchanges.market_data as is; double-checked = the same code with one change, made only "
-          "in this\n  process: re-read the key after winning the lock (see the report). Waiters poll every 20 ms, "
-          "so a\n  cold read costs the fetch plus up to 20 ms for every thread but the first.")
+    print("  platform = exchanges.market_data as is (it re-reads the key after winning the lock). Waiters poll "
+          "every 20 ms,\n  so a cold read costs the fetch plus up to 20 ms for every thread but the first.")
     b.results["market_data"] = {"reads": reads, "repeats": repeats, "warm": out, "cold": cold}
 
 
-def _double_checked_single_flight(key, ttl, fetch):
-    """exchanges.market_data._single_flight plus a re-read of the key once the lock is won."""
-    import pickle
-
-    from django.core.cache import cache
-
-    from exchanges import market_data as md
-
-    found = cache.get(key)
-    if found is not None:
-        md.stats["hits"] += 1
-        return pickle.loads(found)
-    lock = f"{key}:lock"
-    deadline = time.monotonic() + md.LOCK_WAIT
-    while not cache.add(lock, "1", timeout=md.LOCK_WAIT):
-        time.sleep(0.02)
-        found = cache.get(key)
-        if found is not None:
-            md.stats["hits"] += 1
-            return pickle.loads(found)
-        if time.monotonic() > deadline:
-            break
-    try:
-        found = cache.get(key)  # the one change: someone may have filled it while we waited for the lock
-        if found is not None:
-            md.stats["hits"] += 1
-            return pickle.loads(found)
-        value = fetch()
-        md.stats["fetches"] += 1
-        cache.set(key, pickle.dumps(value), timeout=max(1, int(ttl)))
-        return value
-    finally:
-        cache.delete(lock)
-
-
-def cold_trial(trader, kw, k: int, *, double_checked: bool) -> dict:
+def cold_trial(trader, kw, k: int) -> dict:
     from django.core.cache import cache
 
     from exchanges import market_data
@@ -275,9 +239,6 @@ def cold_trial(trader, kw, k: int, *, double_checked: bool) -> dict:
     barrier = threading.Barrier(k)
     lat = [0.0] * k
     errors: list[str] = []
-    original = market_data._single_flight
-    if double_checked:
-        market_data._single_flight = _double_checked_single_flight
 
     def worker(i: int) -> None:
         from django.db import connection
@@ -293,14 +254,11 @@ def cold_trial(trader, kw, k: int, *, double_checked: bool) -> dict:
         finally:
             connection.close()
 
-    try:
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(k)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        market_data._single_flight = original
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(k)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     venue = {n: trader.calls[n] - calls_before[n] for n in trader.calls}
     return {"venue_calls": venue, "stats": dict(market_data.stats), "latency_ms": summarize(lat), "errors": errors}
 

@@ -130,6 +130,20 @@ def test_users_own_key_is_used_and_never_recorded(user, market, llm, settings):
     assert KEY not in stored
 
 
+def test_decisions_share_one_http_pool_but_each_user_keeps_their_key(user, other_user, market, llm, settings):
+    from agents import services
+
+    llm_credential_set(owner=other_user, api_key="sk-bob-own-key-0123456789abcdef", base_url=llm.url + "/v1")
+    agent = gpt_agent(user)
+    mine, _ = services._llm_for(agent)
+    bobs, _ = services._llm_for(make_agent(other_user, model_name="gpt-4o-mini"))
+    assert mine._client._client is bobs._client._client  # one connection pool per process
+    assert mine._client.api_key == KEY and bobs._client.api_key == "sk-bob-own-key-0123456789abcdef"
+    mine.close()  # closing a decision's client leaves the shared pool usable
+    llm.script(llm.reply("nothing to do"))
+    assert agent_decision_run(agent=agent).status == "held"
+
+
 def test_without_any_key_the_builtin_model_runs(user, market, settings):
     settings.OPENAI_API_KEY = ""
     settings.OPENAI_BASE_URL = ""

@@ -190,8 +190,6 @@ def bench_decision(b: Bench, n: int) -> None:
         "builtin:trend": dict(model="builtin:trend"),
         "openai, hold (1 model call)": dict(model=MODEL, script="hold"),
         "openai, open/close + reply (2 calls, 1 order)": dict(model=MODEL, script="trade"),
-        "openai, hold, shared HTTP client (suggested fix, patched here)": dict(model=MODEL, script="hold",
-                                                                                 shared_client=True),
     }
     probe = Probe()
     probe.wrap(services, "_llm_for", "model client construction")
@@ -203,47 +201,40 @@ def bench_decision(b: Bench, n: int) -> None:
     try:
         for label, v in variants.items():
             agent = pop.add(1, symbols=["BTC/USDT", "ETH/USDT"], model_name=v["model"], instructions=INSTRUCTIONS)[0]
-            restore = None
-            if v.get("shared_client"):
-                restore = _share_http_client(services)
             walls, cpus, statuses = [], [], Counter()
             nodes = defaultdict(list)
             parts = defaultdict(list)
             warm = 3
-            try:
-                for i in range(n + warm):
-                    if v.get("script") == "hold":
-                        server.script(server.tool_calls(("hold", HOLD_ARGS)))
-                    elif v.get("script") == "trade":
-                        args = ("open_long", OPEN_ARGS) if i % 2 == 0 else ("close_long", CLOSE_ARGS)
-                        server.script(server.tool_calls(args), server.reply("Done."))
-                    probe.start()
-                    r0 = redis_commands()
-                    with QueryCounter() as q:
-                        c0, t0 = time.process_time(), time.perf_counter()
-                        decision = agent_decision_run(agent=agent)
-                        wall, cpu = (time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000
-                    redis_n = redis_commands() - r0 - 1  # minus the INFO itself
-                    timing = probe.take()
-                    if i < warm:
-                        continue
-                    walls.append(wall)
-                    cpus.append(cpu)
-                    parts["SQL statements"].append(q.counts.get("total", 0))
-                    parts["paper book writes"].append(q.counts.get("paper_book_writes", 0))
-                    parts["Redis commands"].append(redis_n)
-                    statuses[decision.status] += 1
-                    nt = decision.node_timings or {}
-                    for k in ("gather_context", "decide", "execute_tools", "record"):
-                        nodes[k].append(float(nt.get(k, 0.0)))
-                    nodes["total (service's own)"].append(float(nt.get("total", 0.0)))
-                    in_graph = sum(float(nt.get(k, 0.0)) for k in ("gather_context", "decide", "execute_tools", "record"))
-                    parts["outside the graph (wall - nodes)"].append(wall - in_graph)
-                    for k, val in timing.items():
-                        parts[k].append(val)
-            finally:
-                if restore:
-                    restore()
+            for i in range(n + warm):
+                if v.get("script") == "hold":
+                    server.script(server.tool_calls(("hold", HOLD_ARGS)))
+                elif v.get("script") == "trade":
+                    args = ("open_long", OPEN_ARGS) if i % 2 == 0 else ("close_long", CLOSE_ARGS)
+                    server.script(server.tool_calls(args), server.reply("Done."))
+                probe.start()
+                r0 = redis_commands()
+                with QueryCounter() as q:
+                    c0, t0 = time.process_time(), time.perf_counter()
+                    decision = agent_decision_run(agent=agent)
+                    wall, cpu = (time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000
+                redis_n = redis_commands() - r0 - 1  # minus the INFO itself
+                timing = probe.take()
+                if i < warm:
+                    continue
+                walls.append(wall)
+                cpus.append(cpu)
+                parts["SQL statements"].append(q.counts.get("total", 0))
+                parts["paper book writes"].append(q.counts.get("paper_book_writes", 0))
+                parts["Redis commands"].append(redis_n)
+                statuses[decision.status] += 1
+                nt = decision.node_timings or {}
+                for k in ("gather_context", "decide", "execute_tools", "record"):
+                    nodes[k].append(float(nt.get(k, 0.0)))
+                nodes["total (service's own)"].append(float(nt.get("total", 0.0)))
+                in_graph = sum(float(nt.get(k, 0.0)) for k in ("gather_context", "decide", "execute_tools", "record"))
+                parts["outside the graph (wall - nodes)"].append(wall - in_graph)
+                for k, val in timing.items():
+                    parts[k].append(val)
             res = {"wall_ms": summarize(walls), "cpu_ms": summarize(cpus), "statuses": dict(statuses),
                    "nodes_ms": {k: summarize(x) for k, x in nodes.items()},
                    "parts_ms": {k: summarize(x) for k, x in parts.items()}}
@@ -275,48 +266,6 @@ def bench_decision(b: Bench, n: int) -> None:
                                              "realtime pushes", "SQL stmts", "paper book writes", "Redis cmds"],
                 outside_rows)
     b.results["decision"] = {"decisions": n, "variants": results}
-
-
-def _share_http_client(services):
-    """Patch agents.services._llm_for (this process only) so every decision reuses one
-    openai.DefaultHttpxClient: the fix suggested in the report, measured."""
-    import openai
-
-    from agents.llm import make_llm
-
-    client = openai.DefaultHttpxClient()
-    original = services._llm_for
-
-    def _llm_for(agent):
-        from django.conf import settings
-
-        if agent.is_builtin_model:
-            return original(agent)
-        return make_llm(agent.model_name, settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL,
-                        timeout=settings.LLM_TIMEOUT_SECONDS, max_retries=settings.LLM_MAX_RETRIES,
-                        http_client=client), agent.model_name
-
-    # The Probe wraps services._llm_for; replace underneath it by re-wrapping.
-    services._llm_for = _wrap_same(services._llm_for, _llm_for)
-
-    def restore():
-        services._llm_for = _wrap_same(services._llm_for, original)
-        client.close()
-
-    return restore
-
-
-def _wrap_same(current, replacement):
-    """Keep an existing Probe wrapper (a closure over ``original``) but point it elsewhere."""
-    if not getattr(current, "_bench_probe", False):
-        return replacement
-    cells = current.__closure__ or ()
-    names = current.__code__.co_freevars
-    for name, cell in zip(names, cells):
-        if name == "original":
-            cell.cell_contents = replacement
-            return current
-    return replacement
 
 
 # --------------------------------------------------------------------------- (c) tokens
@@ -773,46 +722,14 @@ def fetch_decisions(agent_ids: list[int], since: float) -> list[dict]:
              "total_ms": (nt or {}).get("total"), "error": (e or "")[:120]} for a, s, st, f, nt, e in rows]
 
 
-class _Skip(Exception):
-    pass
-
-
-class _LoopSender:
-    """What-if for alpha_platform.common.realtime._send: one event loop per process in a
-    daemon thread (the channel layer's Redis connections are kept), both groups sent
-    together, instead of async_to_sync starting a new loop and connection per group."""
-
-    def __init__(self) -> None:
-        import asyncio
-
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, daemon=True, name="bench-realtime-loop").start()
-
-    def __call__(self, groups, event):
-        import asyncio
-
-        from channels.layers import get_channel_layer
-        from django.core.serializers.json import DjangoJSONEncoder
-
-        layer = get_channel_layer()
-        message = {"type": "platform.event", "event": json.loads(json.dumps(event, cls=DjangoJSONEncoder))}
-
-        async def send():
-            await asyncio.gather(*(layer.group_send(g, message) for g in groups))
-
-        asyncio.run_coroutine_threadsafe(send(), self.loop).result(5)
-
-
 def cpu_budget(b: Bench, pop: Population, llm_url: str, symbols: list[str], interval: int, n: int = 20,
                what_if: bool = True) -> dict:
     """CPU per decision (2 s model in the separate fake server process, so none of its CPU is
     counted) and per account reconciliation, run here in threads as a worker runs them:
-    the load-independent side of capacity. Then the same with the fixes suggested in the
-    report patched into this process only (what-if)."""
+    the load-independent side of capacity. Then the same with a possible fix patched into
+    this process only (what-if)."""
     from django.db import connection
 
-    import agents.services as services
-    import alpha_platform.common.realtime as realtime
     import trading.tasks as trading_tasks
     from agents.services import agent_decision_run
 
@@ -840,38 +757,23 @@ def cpu_budget(b: Bench, pop: Population, llm_url: str, symbols: list[str], inte
     rows, out = [], {}
     base_dec, base_rec = measure()
     out["as is"] = {"decision_cpu_ms": base_dec, "reconcile_cpu_ms": base_rec}
-    # What-if: each suggested fix patched in turn (cumulative), this process only.
-    restore_client = _share_http_client(services) if what_if else None
-    try:
-        if not what_if:
-            raise _Skip
-        out["+ shared HTTP client"] = dict(zip(("decision_cpu_ms", "reconcile_cpu_ms"), measure()))
-        original_send = realtime._send
-        realtime._send = _LoopSender()
+    # What-if, patched into this process only: reconciliation without its per-account
+    # daily-loss watch (the watch could run once per user instead of once per account).
+    if what_if:
+        original_watch = trading_tasks.daily_loss_watch
+        trading_tasks.daily_loss_watch = lambda **kw: None
         try:
-            out["+ realtime on one loop"] = dict(zip(("decision_cpu_ms", "reconcile_cpu_ms"), measure()))
-            original_watch = trading_tasks.daily_loss_watch
-            trading_tasks.daily_loss_watch = lambda **kw: None
-            try:
-                out["+ no per-account daily_loss_watch"] = dict(zip(("decision_cpu_ms", "reconcile_cpu_ms"),
-                                                                   measure()))
-            finally:
-                trading_tasks.daily_loss_watch = original_watch
+            out["- per-account daily_loss_watch"] = dict(zip(("decision_cpu_ms", "reconcile_cpu_ms"), measure()))
         finally:
-            realtime._send = original_send
-    except _Skip:
-        pass
-    finally:
-        if restore_client:
-            restore_client()
+            trading_tasks.daily_loss_watch = original_watch
     for label, v in out.items():
         dec, rec = v["decision_cpu_ms"], v["reconcile_cpu_ms"]
         v["agents_per_core_decisions_only"] = interval * 1000 / dec
         v["agents_per_core_with_reconcile"] = interval * 1000 / (dec + rec)
         rows.append([label, dec, rec, v["agents_per_core_decisions_only"], v["agents_per_core_with_reconcile"]])
     print_table(f"(b) CPU budget, measured in this process ({n} agents' decisions / reconciliations at once in "
-                f"{n} threads; model in another process, its 2 s wait costs no CPU). Rows after the first: the "
-                "report's fixes patched in here only, cumulative",
+                f"{n} threads; model in another process, its 2 s wait costs no CPU). The second row: a what-if "
+                "patched in here only",
                 ["variant", "CPU/decision ms", "CPU/reconcile ms", f"agents/core @{interval}s",
                  "with reconcile"], rows)
     print("  one worker process runs Python on about one core at a time (the GIL), so these are its ceilings;\n"

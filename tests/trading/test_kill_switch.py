@@ -129,3 +129,28 @@ def test_daily_loss_watch_trips_without_an_order(user, market):
     assert not Position.objects.filter(account=account, status="open").exists()
     agent.refresh_from_db()
     assert agent.status == AgentConfig.Status.HALTED
+
+
+def test_equity_figures_cost_one_query_and_value_every_account(user, django_assert_num_queries):
+    """The daily-loss watch runs after every account's reconciliation: its equity figures must
+    not cost queries per account (a user with ten agents has ten accounts)."""
+    from trading.services.snapshot import equity_figures
+
+    now = timezone.now()
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    accounts = [make_account(user, name=f"paper-{i}") for i in range(5)]
+    for i, account in enumerate(accounts[:4]):
+        BalanceSnapshot.objects.create(account=account, taken_at=midnight - timedelta(hours=1), total_balance=D("1000"),
+                                       available_balance=D("1000"), margin_balance=D("1000"))
+        BalanceSnapshot.objects.create(account=account, taken_at=now - timedelta(minutes=1), total_balance=D("900"),
+                                       available_balance=D("900"), margin_balance=D(900 + i))
+    # accounts[4]: no snapshot and no position: it does not count.
+    with django_assert_num_queries(1):
+        equity, start = equity_figures(user=user, now=now)
+    assert (equity, start) == (D("3606"), D("4000"))
+    # An account opened today counts from its first snapshot of the day.
+    BalanceSnapshot.objects.create(account=accounts[4], taken_at=now - timedelta(minutes=2), total_balance=D("500"),
+                                   available_balance=D("500"), margin_balance=D("500"))
+    assert equity_figures(user=user, now=now) == (D("4106"), D("4500"))
+    # One account read live replaces its snapshot.
+    assert equity_figures(user=user, now=now, live=(accounts[0], D("800"))) == (D("4006"), D("4500"))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Q, Sum
+from django.db.models import Exists, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from alpha_platform.common.config import get_config
@@ -87,22 +87,30 @@ def equity_figures(*, user, now: datetime, live: tuple[ExchangeAccount, Decimal]
     no snapshot from before today counts at its current equity for the day's start.
     """
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    snapshots = BalanceSnapshot.objects.filter(account=OuterRef("pk"))
+    accounts = (ExchangeAccount.objects.filter(owner=user).exclude(status=ExchangeAccount.Status.DISABLED)
+                .annotate(latest=Subquery(snapshots.order_by("-taken_at").values("margin_balance")[:1]),
+                          before_day=Subquery(snapshots.filter(taken_at__lte=day_start).order_by("-taken_at")
+                                              .values("margin_balance")[:1]),
+                          within_day=Subquery(snapshots.filter(taken_at__gte=day_start).order_by("taken_at")
+                                              .values("margin_balance")[:1]),
+                          has_open=Exists(Position.objects.filter(account=OuterRef("pk"),
+                                                                  status=Position.Status.OPEN)))
+                .values_list("pk", "latest", "before_day", "within_day", "has_open"))
     equity = D0
     start = D0
-    for acct in ExchangeAccount.objects.filter(owner=user).exclude(status=ExchangeAccount.Status.DISABLED):
-        if live is not None and acct.pk == live[0].pk:
+    for pk, latest, before_day, within_day, has_open in accounts:  # one query, whatever the number of accounts
+        if live is not None and pk == live[0].pk:
             current = live[1]
+        elif latest is None:
+            if has_open:
+                return None, None
+            continue
         else:
-            latest = BalanceSnapshot.objects.filter(account=acct).order_by("-taken_at").first()
-            if latest is None:
-                if Position.objects.filter(account=acct, status=Position.Status.OPEN).exists():
-                    return None, None
-                continue
-            current = latest.margin_balance
+            current = latest
         equity += current
-        opening = (BalanceSnapshot.objects.filter(account=acct, taken_at__lte=day_start).order_by("-taken_at").first()
-                   or BalanceSnapshot.objects.filter(account=acct, taken_at__gte=day_start).order_by("taken_at").first())
-        start += opening.margin_balance if opening else current
+        opening = before_day if before_day is not None else within_day
+        start += opening if opening is not None else current
     return equity, start
 
 

@@ -711,6 +711,12 @@ def classify_beat(decisions: list[dict], agent_ids: list[int], t0: float, t1: fl
     return {"counts": dict(counts), "gap_s": summarize(gaps)}
 
 
+def any_running(agent_ids: list[int]) -> bool:
+    from agents.models import Decision
+
+    return Decision.objects.filter(agent_id__in=agent_ids, status="running").exists()
+
+
 def fetch_decisions(agent_ids: list[int], since: float) -> list[dict]:
     from datetime import UTC, datetime
 
@@ -885,6 +891,12 @@ def bench_capacity(b: Bench, args, quick: bool) -> None:
                     t_end = start + cycles * interval
                     while time.time() < t_end + 1:
                         max_depth = max(max_depth, queue_depth(queues))
+                        sampler.poll()
+                        time.sleep(0.5)
+                    # The last ticks (spread: just before t_end) have until one interval after
+                    # they were sent: do not judge decisions still running inside their window.
+                    last_sent = max((t for ts in enq.values() for t in ts), default=t_end)
+                    while time.time() < last_sent + interval and any_running(ids):
                         sampler.poll()
                         time.sleep(0.5)
                 s1 = sampler.sample()

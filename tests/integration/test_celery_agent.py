@@ -43,12 +43,18 @@ def _query(env, code):
     return out[-1] if out else ""
 
 
-def test_beat_schedules_and_worker_runs_an_agent(tmp_path):
+def _migrated_env(tmp_path, *, redis_db: int, **extra: str) -> dict:
+    """The processes' environment (as `make run` has it, on a file database of their own), migrated."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_SETTINGS"))}
     env.update(DJANGO_SETTINGS_MODULE="alpha_platform.settings", ALPHA_ENV="testing", ALPHA_VAR_DIR=str(tmp_path),
                DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3", CREDENTIALS_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
-               REDIS_URL=os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/9", RECONCILE_INTERVAL_SECONDS="5")
+               REDIS_URL=os.environ["REDIS_URL"].rsplit("/", 1)[0] + f"/{redis_db}", **extra)
     _manage(env, "migrate", "--noinput", "-v", "0")
+    return env
+
+
+def test_beat_schedules_and_worker_runs_an_agent(tmp_path):
+    env = _migrated_env(tmp_path, redis_db=9, RECONCILE_INTERVAL_SECONDS="5")
     _manage(env, "shell", "-c", (
         "from django.contrib.auth.models import User\n"
         "from exchanges.services import exchange_account_create\n"
@@ -87,11 +93,7 @@ def test_beat_schedules_and_worker_runs_an_agent(tmp_path):
 def test_a_tick_that_expired_in_the_queue_is_recorded_as_skipped(tmp_path):
     """A worker that was behind drops an expired tick: the tick still leaves a Decision row,
     so the agent's history shows the gap and why."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_SETTINGS"))}
-    env.update(DJANGO_SETTINGS_MODULE="alpha_platform.settings", ALPHA_ENV="testing", ALPHA_VAR_DIR=str(tmp_path),
-               DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3", CREDENTIALS_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
-               REDIS_URL=os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/10")
-    _manage(env, "migrate", "--noinput", "-v", "0")
+    env = _migrated_env(tmp_path, redis_db=10)
     _manage(env, "shell", "-c", (
         "from datetime import timedelta\n"
         "from django.utils import timezone\n"

@@ -162,17 +162,22 @@ def machine_cpu_seconds() -> tuple[float, float]:
     return (total - idle) / tick, total / tick
 
 
-def machine_info() -> dict[str, Any]:
-    model = ""
+def _proc_field(path: str, prefix: str) -> str:
+    """The value after the colon of the first line of a /proc file that starts with ``prefix``."""
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+        for line in open(path):
+            if line.startswith(prefix):
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
-            "platform": platform.platform(), "hostname": platform.node()}
+    return ""
+
+
+def machine_info() -> dict[str, Any]:
+    mem_kib = _proc_field("/proc/meminfo", "MemTotal").split()
+    return {"cpus": os.cpu_count(), "cpu_model": _proc_field("/proc/cpuinfo", "model name"),
+            "memory": f"{int(mem_kib[0]) // 1024 // 1024} GiB" if mem_kib else "",
+            "python": platform.python_version(), "platform": platform.platform(), "hostname": platform.node()}
 
 
 # --------------------------------------------------------------------------- the bench env
@@ -464,6 +469,45 @@ class QueryCounter:
 
     def __exit__(self, *exc: object) -> None:
         self._cm.__exit__(*exc)
+
+
+class Probe:
+    """Accumulate the time spent in wrapped functions, per thread, between ``start()`` and
+    ``take()`` (monkeypatched in this process only; the platform's code is not changed)."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+        self.patches: list[tuple[object, str, object]] = []
+
+    def wrap(self, owner, name: str, label: str) -> None:
+        original = getattr(owner, name)
+        probe = self
+
+        def wrapper(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return original(*a, **kw)
+            finally:
+                acc = getattr(probe.local, "acc", None)
+                if acc is not None:
+                    acc[label] += (time.perf_counter() - t0) * 1000
+
+        self.patches.append((owner, name, original))
+        setattr(owner, name, wrapper)
+
+    def start(self) -> None:
+        from collections import defaultdict
+
+        self.local.acc = defaultdict(float)
+
+    def take(self) -> dict[str, float]:
+        acc, self.local.acc = getattr(self.local, "acc", None) or {}, None
+        return dict(acc)
+
+    def undo(self) -> None:
+        for owner, name, original in reversed(self.patches):
+            setattr(owner, name, original)
+        self.patches.clear()
 
 
 def fresh_account(label: str, *, relaxed: bool = True):

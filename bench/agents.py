@@ -39,6 +39,7 @@ from _common import (
     PYTHON,
     ROOT,
     Bench,
+    Probe,
     QueryCounter,
     base_parser,
     cpu_of_processes,
@@ -136,44 +137,6 @@ def set_llm(url: str) -> None:
 
     settings.OPENAI_BASE_URL = url + "/v1"
     settings.OPENAI_API_KEY = KEY
-
-
-class Probe:
-    """Accumulate the time spent in wrapped functions per thread (monkeypatched in this
-    process only; the platform's code is not changed)."""
-
-    def __init__(self) -> None:
-        self.local = threading.local()
-        self.patches: list = []
-
-    def wrap(self, owner, name: str, label: str) -> None:
-        original = getattr(owner, name)
-        probe = self
-
-        def wrapper(*a, **kw):
-            t0 = time.perf_counter()
-            try:
-                return original(*a, **kw)
-            finally:
-                acc = getattr(probe.local, "acc", None)
-                if acc is not None:
-                    acc[label] += (time.perf_counter() - t0) * 1000
-
-        wrapper._bench_probe = True
-        self.patches.append((owner, name, original))
-        setattr(owner, name, wrapper)
-
-    def start(self) -> None:
-        self.local.acc = defaultdict(float)
-
-    def take(self) -> dict:
-        acc, self.local.acc = getattr(self.local, "acc", None) or {}, None
-        return dict(acc)
-
-    def undo(self) -> None:
-        for owner, name, original in reversed(self.patches):
-            setattr(owner, name, original)
-        self.patches.clear()
 
 
 # --------------------------------------------------------------------------- (a) decision

@@ -18,7 +18,6 @@ pre-filled), because every venue call loads and saves the whole book.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import defaultdict
 from decimal import Decimal
@@ -26,6 +25,7 @@ from decimal import Decimal
 from _common import (
     SYMBOL,
     Bench,
+    Probe,
     QueryCounter,
     base_parser,
     load,
@@ -184,42 +184,6 @@ TOP_LEVEL = [("orders", "trader_for_account", "build trader"),
              ("orders", "order_apply_result", "order_apply_result"),
              ("orders", "_sync_positions_after", "positions + balance read/record after the fill")]
 OTHER = "rest: validate, the locked block (below), Order save, ..."
-class Probe:
-    """Times named functions when called inside order_submit (monkeypatched in this process)."""
-
-    def __init__(self) -> None:
-        self.local = threading.local()
-        self.patches: list[tuple[object, str, object]] = []
-
-    def wrap(self, owner, name: str, label: str) -> None:
-        original = getattr(owner, name)
-        probe = self
-
-        def wrapper(*a, **kw):
-            t0 = time.perf_counter()
-            try:
-                return original(*a, **kw)
-            finally:
-                acc = getattr(probe.local, "acc", None)
-                if acc is not None:
-                    acc[label] += (time.perf_counter() - t0) * 1000
-
-        self.patches.append((owner, name, original))
-        setattr(owner, name, wrapper)
-
-    def start(self) -> None:
-        self.local.acc = defaultdict(float)
-
-    def take(self) -> dict[str, float]:
-        acc, self.local.acc = self.local.acc, None
-        return dict(acc)
-
-    def undo(self) -> None:
-        for owner, name, original in reversed(self.patches):
-            setattr(owner, name, original)
-        self.patches.clear()
-
-
 def bench_submit(user, account, n: int, small: bool, offset: int) -> dict:
     import trading.services.orders as orders_mod
     from exchanges.adapters.paper import PaperTrader

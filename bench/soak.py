@@ -59,7 +59,6 @@ import datetime as dt
 import json
 import math
 import os
-import platform
 import re
 import shutil
 import signal
@@ -132,28 +131,8 @@ def table(title: str, rows: list[tuple[str, Any]]) -> None:
 
 
 from _common import free_port  # noqa: E402  (bench/ is on sys.path: the script's own folder)
+from _common import machine_info  # noqa: E402
 from _common import proc_cpu_seconds as proc_cpu  # noqa: E402
-
-
-def machine() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemTotal"):
-                mem = f"{int(line.split()[1]) // 1024 // 1024} GiB"
-                break
-    except OSError:
-        pass
-    return {"cpus": os.cpu_count(), "cpu_model": model, "memory": mem, "python": platform.python_version(),
-            "platform": platform.platform()}
 
 
 def iso(ts: float | None) -> str | None:
@@ -237,7 +216,7 @@ class Soak:
         self.events: list[dict[str, Any]] = []
         self.health: list[dict[str, Any]] = []
         self.load: list[tuple[float, float]] = []
-        self.results: dict[str, Any] = {"benchmark": "soak", "quick": bool(args.quick), "machine": machine(),
+        self.results: dict[str, Any] = {"benchmark": "soak", "quick": bool(args.quick), "machine": machine_info(),
                                         "started_at": iso(now()), "load_at_start": list(os.getloadavg())}
         self._stop_monitors = threading.Event()
         self._closed = False

@@ -142,23 +142,12 @@ class PositionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         user = self.request.user
         if self.action != "list":
             return Position.objects.filter(owner=user).select_related("account")
-        wanted = query_choice(self.request, "status", ["open", "closed", "liquidated", "all"]) or "open"
-        venue = query_str(self.request, "venue", max_length=32)
-        account = query_int(self.request, "account", minimum=1)
-        symbol = query_str(self.request, "symbol", max_length=32)
-        if wanted == "open":
-            qs = selectors.open_positions(user=user)
-        else:
-            qs = Position.objects.filter(owner=user).select_related("account").order_by("-opened_at", "-id")
-            if wanted != "all":
-                qs = qs.filter(status=wanted)
-        if venue:
-            qs = qs.filter(account__venue=venue)
-        if account:
-            qs = qs.filter(account_id=account)
-        if symbol:
-            qs = qs.filter(symbol=symbol)
-        return qs
+        return selectors.positions(
+            user=user,
+            status=query_choice(self.request, "status", ["open", "closed", "liquidated", "all"]) or "open",
+            venue=query_str(self.request, "venue", max_length=32),
+            account_id=query_int(self.request, "account", minimum=1),
+            symbol=query_str(self.request, "symbol", max_length=32))
 
     @extend_schema(operation_id="positions_close", tags=["dashboard"], request=None, responses=SUBMIT_RESPONSES,
                    description="Close the whole position with a reduce-only market order, through the risk "

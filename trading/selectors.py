@@ -53,6 +53,25 @@ def open_positions(*, user, account: ExchangeAccount | None = None):
     return qs.filter(account=account) if account else qs.order_by("account__name", "symbol")
 
 
+def positions(*, user, status: str = "open", venue: str | None = None, account_id: int | None = None,
+              symbol: str | None = None):
+    """The user's positions: ``status`` open (by account and symbol), closed, liquidated or
+    all (newest first)."""
+    if status == "open":
+        qs = open_positions(user=user)
+    else:
+        qs = Position.objects.filter(owner=user).select_related("account").order_by("-opened_at", "-id")
+        if status != "all":
+            qs = qs.filter(status=status)
+    if venue:
+        qs = qs.filter(account__venue=venue)
+    if account_id:
+        qs = qs.filter(account_id=account_id)
+    if symbol:
+        qs = qs.filter(symbol=symbol)
+    return qs
+
+
 def orders(*, user, status: str | None = None, account_id: int | None = None, symbol: str | None = None,
            source: str | None = None, since: datetime | None = None):
     qs = Order.objects.filter(owner=user).select_related("account", "risk_event")

@@ -4,7 +4,7 @@ they were sent, and a push that fails never breaks the write that caused it."""
 import threading
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import channel_layers
 
 from alpha_platform.common import realtime
 
@@ -16,7 +16,9 @@ def _receive_all(layer, channel, n):
 
 
 def test_pushes_share_one_sender_loop_and_keep_their_order():
-    layer = get_channel_layer()
+    # Receive on a layer instance of our own (same Redis): the process-wide one keeps receive
+    # state bound to the event loop that last received, which other tests' loops then inherit.
+    layer = channel_layers.make_backend("default")
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)("user.4242", channel)
     for i in range(30):

@@ -194,6 +194,31 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def create_temp_database(url: str, name: str) -> tuple[str, str]:
+    """Create (afresh) database ``name`` on the PostgreSQL server of ``url``; return the
+    server's admin URL and the new database's URL."""
+    import psycopg
+
+    parts = urlsplit(url)
+    scheme = "postgresql" if parts.scheme in ("postgres", "postgresql", "pgsql") else parts.scheme
+    admin = urlunsplit((scheme, parts.netloc, "/postgres", "", ""))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin, urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def drop_temp_database(admin: str, name: str, *, tag: str) -> None:
+    """Drop a database made by ``create_temp_database``, even with connections left open."""
+    try:
+        import psycopg
+
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except Exception as exc:  # keep cleaning up
+        print(f"[{tag}] could not drop database {name}: {exc}", file=sys.stderr)
+
+
 class Bench:
     """One benchmark run's private environment. Use as a context manager."""
 
@@ -298,17 +323,10 @@ class Bench:
         return dst
 
     def _temp_postgres(self, url: str) -> str:
-        import psycopg
-
-        parts = urlsplit(url)
-        scheme = "postgresql" if parts.scheme in ("postgres", "postgresql", "pgsql") else parts.scheme
-        admin = urlunsplit((scheme, parts.netloc, "/postgres", "", ""))
         name = f"bench_{self.name}_{os.getpid()}".lower()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            conn.execute(f'CREATE DATABASE "{name}"')
+        admin, db_url = create_temp_database(url, name)
         self.temp_db = (admin, name)
-        return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+        return db_url
 
     def spawn(self, args: Sequence[str], *, env: dict[str, str] | None = None, log: str | None = None,
               cwd: Path | None = None) -> subprocess.Popen:
@@ -352,14 +370,7 @@ class Bench:
         except Exception:
             pass
         if self.temp_db is not None:
-            try:
-                import psycopg
-
-                admin, name = self.temp_db
-                with psycopg.connect(admin, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            except Exception as exc:
-                print(f"[bench] could not drop database {self.temp_db[1]}: {exc}", file=sys.stderr)
+            drop_temp_database(*self.temp_db, tag="bench")
         if self.redis_proc is not None and self.redis_proc.poll() is None:
             self.redis_proc.terminate()
             try:

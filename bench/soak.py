@@ -73,7 +73,6 @@ import urllib.request
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "var" / "bench"
@@ -131,7 +130,7 @@ def table(title: str, rows: list[tuple[str, Any]]) -> None:
 
 
 from _common import free_port  # noqa: E402  (bench/ is on sys.path: the script's own folder)
-from _common import machine_info  # noqa: E402
+from _common import create_temp_database, drop_temp_database, machine_info  # noqa: E402
 from _common import proc_cpu_seconds as proc_cpu  # noqa: E402
 
 
@@ -238,16 +237,10 @@ class Soak:
         if url is None:
             print("[soak] no PostgreSQL: SQLite in the temp dir (its single writer limits the figures)")
             return f"sqlite:///{self.tmp / 'soak.sqlite3'}"
-        import psycopg
-
-        parts = urlsplit(url)
-        admin = urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
         name = f"soak_{os.getpid()}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            conn.execute(f'CREATE DATABASE "{name}"')
+        admin, db_url = create_temp_database(url, name)
         self.temp_db = (admin, name)
-        return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+        return db_url
 
     @staticmethod
     def _pg_ready() -> bool:
@@ -1031,13 +1024,7 @@ class Soak:
         except Exception:
             pass
         if self.temp_db is not None:
-            try:
-                import psycopg
-
-                with psycopg.connect(self.temp_db[0], autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{self.temp_db[1]}" WITH (FORCE)')
-            except Exception as exc:
-                print(f"[soak] could not drop database {self.temp_db[1]}: {exc}", file=sys.stderr)
+            drop_temp_database(*self.temp_db, tag="soak")
         if not self.args.keep_tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
 

@@ -85,6 +85,7 @@ class KillSwitch(TimeStampedModel):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("trip_global_halt", "Can trip and lift the global halt (every user)")]
         constraints = [
             models.CheckConstraint(
                 condition=(Q(scope="global", user__isnull=True) | Q(scope="user", user__isnull=False)),

@@ -56,7 +56,8 @@ class Order(TimeStampedModel):
                                       related_name="order")
     source = models.CharField(max_length=8, choices=Source.choices)
     actor = models.CharField(max_length=100, blank=True, default="", help_text="agent:<id>, user:<id>, ...")
-    client_order_id = models.CharField(max_length=64, unique=True)
+    # Unique within its account only: another user's ids are neither visible nor blocking.
+    client_order_id = models.CharField(max_length=64)
     exchange_order_id = models.CharField(max_length=100, blank=True, default="", db_index=True)
     symbol = models.CharField(max_length=32, db_index=True)
     side = models.CharField(max_length=4, choices=Side.choices)
@@ -85,7 +86,12 @@ class Order(TimeStampedModel):
             models.Index(fields=["owner", "-created_at"]),
             models.Index(fields=["account", "status"]),
         ]
+        permissions = [
+            ("place_order_for_others", "Can place orders on other users' accounts (admin order form)"),
+            ("watch_all_users", "Can receive every user's live updates (the staff stream)"),
+        ]
         constraints = [
+            models.UniqueConstraint(fields=["account", "client_order_id"], name="order_client_id_unique_per_account"),
             models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),
             models.CheckConstraint(condition=Q(executed_quantity__gte=0), name="order_executed_non_negative"),
             models.CheckConstraint(condition=Q(executed_quantity__lte=F("quantity")),

@@ -280,3 +280,30 @@ def test_service_refuses_another_users_switch_without_the_permission(staff, user
     with pytest.raises(PermissionError):
         kill_switch_trip(user=user, label="admin:opsmith", reason="x", by=staff)
     assert not KillSwitch.objects.exists()
+
+
+def test_agent_and_account_actions_on_other_users_need_change_permission(client, staff, user):
+    from django_celery_beat.models import PeriodicTask
+
+    from exchanges.models import ExchangeAccount
+
+    agent = make_agent(user, interval_seconds=30)
+    account = agent.account
+    checked = account.last_checked_at
+    staff = grant(staff, "agents.view_agentconfig", "exchanges.view_exchangeaccount")
+    client.force_login(staff)
+    for action in ("pause", "run_now"):
+        client.post("/admin/agents/agentconfig/", {"action": action, "_selected_action": [agent.pk]})
+    agent.refresh_from_db()
+    assert agent.status == AgentConfig.Status.ACTIVE
+    assert PeriodicTask.objects.get(name=f"agent-{agent.pk}").enabled
+    client.post("/admin/exchanges/exchangeaccount/", {"action": "test_connection", "_selected_action": [account.pk]})
+    assert ExchangeAccount.objects.get(pk=account.pk).last_checked_at == checked
+
+    staff = grant(staff, "agents.change_agentconfig", "exchanges.change_exchangeaccount")
+    client.force_login(staff)
+    client.post("/admin/agents/agentconfig/", {"action": "pause", "_selected_action": [agent.pk]})
+    agent.refresh_from_db()
+    assert agent.status == AgentConfig.Status.PAUSED and STAFF_NAME not in agent.status_reason
+    client.post("/admin/exchanges/exchangeaccount/", {"action": "test_connection", "_selected_action": [account.pk]})
+    assert ExchangeAccount.objects.get(pk=account.pk).last_checked_at != checked

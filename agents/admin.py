@@ -18,6 +18,8 @@ class AgentConfigAdmin(admin.ModelAdmin):
     search_fields = ("name", "owner__username", "model_name")
     list_select_related = ("owner", "account")
     readonly_fields = ("status", "status_reason", "last_run_at", "created_at", "updated_at")
+    # Acting on (other users') agents needs agents.change_agentconfig: Django offers and
+    # accepts an action only to those with its permissions (checked again on the POST).
     actions = ["pause", "resume", "run_now"]
 
     def save_model(self, request, obj, form, change):
@@ -40,13 +42,15 @@ class AgentConfigAdmin(admin.ModelAdmin):
         for agent in queryset:
             services.agent_delete(agent=agent)
 
-    @admin.action(description="Pause selected agents")
+    @admin.action(description="Pause selected agents", permissions=["change"])
     def pause(self, request, queryset):
         for agent in queryset:
-            services.agent_pause(agent=agent, reason=f"paused by admin {request.user.get_username()}")
+            # The owner sees the reason: another user's agent says "an operator", not a staff name.
+            who = request.user.get_username() if agent.owner_id == request.user.pk else "an operator"
+            services.agent_pause(agent=agent, reason=f"paused by {who} (admin)")
         self.message_user(request, f"Paused {queryset.count()} agent(s).")
 
-    @admin.action(description="Resume selected agents")
+    @admin.action(description="Resume selected agents", permissions=["change"])
     def resume(self, request, queryset):
         for agent in queryset:
             try:
@@ -54,7 +58,7 @@ class AgentConfigAdmin(admin.ModelAdmin):
             except ApplicationError as exc:
                 self.message_user(request, f"{agent}: {exc.message}", messages.ERROR)
 
-    @admin.action(description="Run now (one decision, queued to a worker)")
+    @admin.action(description="Run now (one decision, queued to a worker)", permissions=["change"])
     def run_now(self, request, queryset):
         from agents.tasks import agent_tick_task
 

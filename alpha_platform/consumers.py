@@ -4,9 +4,10 @@ Which groups a socket joins is chosen with ``?stream=``:
 
 - ``user``: the user's own group only. Portal pages use it, so an operator browsing the
   portal sees their own objects there, never other users' (nor each event twice).
-- ``staff``: the staff group only (every user's events). Admin pages use it; a non-staff
-  user asking for it is refused.
-- nothing (or ``all``): the user's group, plus the staff group for staff.
+- ``staff``: the staff group only (every user's events). Admin pages use it; it needs the
+  permission ``trading.watch_all_users`` (superusers have it): being staff is not enough,
+  and a user without it is refused (closed with 4403).
+- nothing (or ``all``): the user's group, plus the staff group for those with that permission.
 
 Unauthenticated sockets are closed before the handshake completes.
 """
@@ -15,12 +16,14 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from alpha_platform.common.realtime import STAFF_GROUP, user_group
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+WATCH_ALL_USERS = "trading.watch_all_users"
 
 
 class UpdatesConsumer(AsyncJsonWebsocketConsumer):
@@ -33,13 +36,16 @@ class UpdatesConsumer(AsyncJsonWebsocketConsumer):
         stream = (query.get("stream") or ["all"])[0]
         if stream == "user":
             groups = [user_group(user.id)]
-        elif stream == "staff":
-            if not user.is_staff:
-                await self.close(code=CLOSE_FORBIDDEN)
-                return
-            groups = [STAFF_GROUP]
         else:
-            groups = [user_group(user.id)] + ([STAFF_GROUP] if user.is_staff else [])
+            # has_perm reads the database (and caches on the user): not on the event loop.
+            watches_all = await database_sync_to_async(user.has_perm)(WATCH_ALL_USERS)
+            if stream == "staff":
+                if not watches_all:
+                    await self.close(code=CLOSE_FORBIDDEN)
+                    return
+                groups = [STAFF_GROUP]
+            else:
+                groups = [user_group(user.id)] + ([STAFF_GROUP] if watches_all else [])
         self.groups_joined = groups
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)

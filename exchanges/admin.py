@@ -17,6 +17,7 @@ class ExchangeAccountAdmin(admin.ModelAdmin):
     search_fields = ("name", "owner__username", "owner__email")
     readonly_fields = ("credentials_display", "status", "last_error", "last_checked_at", "created_at", "updated_at")
     list_select_related = ("owner",)
+    # Uses the owner's credentials and records the result: exchanges.change_exchangeaccount.
     actions = ["test_connection"]
 
     fieldsets = (
@@ -60,7 +61,7 @@ class ExchangeAccountAdmin(admin.ModelAdmin):
         for account in queryset:
             self.delete_model(request, account)
 
-    @admin.action(description="Test connection (fetch the balance)")
+    @admin.action(description="Test connection (fetch the balance)", permissions=["change"])
     def test_connection(self, request, queryset):
         from exchanges.services import exchange_account_test_connection
 

@@ -1,12 +1,19 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from risk.models import KillSwitch, RiskEvent, RiskProfile
-from risk.services import global_halt_active, global_halt_lift, global_halt_trip, user_halt_lift
+from risk.services import (
+    can_trip_global_halt,
+    global_halt_active,
+    global_halt_lift,
+    global_halt_trip,
+    user_halt_lift,
+)
 
 
 @admin.register(RiskProfile)
@@ -64,9 +71,12 @@ class RiskEventAdmin(admin.ModelAdmin):
 
 @admin.register(KillSwitch)
 class KillSwitchAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "scope", "user", "active", "tripped_by_label", "reason", "lifted_at")
+    # Staff see who did it (tripped_by, lifted_by); users only ever see the label ("an operator").
+    list_display = ("created_at", "scope", "user", "active", "tripped_by_label", "tripped_by", "reason",
+                    "lifted_at", "lifted_by")
     list_filter = ("scope", "active")
-    search_fields = ("user__username", "reason", "tripped_by_label")
+    search_fields = ("user__username", "reason", "tripped_by_label", "tripped_by__username")
+    list_select_related = ("user", "tripped_by", "lifted_by")
     readonly_fields = [f.name for f in KillSwitch._meta.fields]
     actions = ["lift"]
     change_list_template = "admin/risk/killswitch_changelist.html"
@@ -79,11 +89,15 @@ class KillSwitchAdmin(admin.ModelAdmin):
                      name="risk_killswitch_global_halt")] + super().get_urls()
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "global_halt": global_halt_active()}
+        extra_context = {**(extra_context or {}), "global_halt": global_halt_active(),
+                         "can_global_halt": can_trip_global_halt(request.user)}
         return super().changelist_view(request, extra_context)
 
     def global_halt_view(self, request):
-        """Trip (with a reason) or lift the platform-wide halt, after a confirmation."""
+        """Trip (with a reason) or lift the platform-wide halt, after a confirmation. Needs
+        ``risk.trip_global_halt`` (403 otherwise, on the page as on the POST)."""
+        if not can_trip_global_halt(request.user):
+            raise PermissionDenied
         active = global_halt_active()
         if request.method == "POST" and request.POST.get("confirmed") == "yes":
             try:
@@ -108,7 +122,9 @@ class KillSwitchAdmin(admin.ModelAdmin):
 
     @admin.action(description="Lift the selected kill switches")
     def lift(self, request, queryset):
-        for switch in queryset.filter(active=True):
+        """The global halt needs ``risk.trip_global_halt``; another user's switch
+        ``risk.change_killswitch`` (the services refuse otherwise)."""
+        for switch in queryset.filter(active=True).select_related("user"):
             try:
                 if switch.scope == KillSwitch.Scope.GLOBAL:
                     global_halt_lift(by=request.user)

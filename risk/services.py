@@ -86,6 +86,21 @@ def risk_event_record(*, user: AbstractBaseUser, allowed: bool, rule: str, messa
     return event
 
 
+#: What a user is shown as the author of a trip or lift done by someone else (staff, an
+#: operator): never a staff user's name. Staff pages read ``tripped_by``/``lifted_by``.
+OPERATOR_LABEL = "an operator"
+GLOBAL_HALT_PERMISSION = "risk.trip_global_halt"
+
+
+def acts_for_other(*, user: AbstractBaseUser, by: AbstractBaseUser | None) -> bool:
+    """Whether ``by`` (a person) acts on another user's objects."""
+    return by is not None and by.pk != user.pk
+
+
+def can_trip_global_halt(user: AbstractBaseUser | None) -> bool:
+    return bool(user is not None and user.is_active and user.has_perm(GLOBAL_HALT_PERMISSION))
+
+
 def global_halt_active() -> KillSwitch | None:
     return KillSwitch.objects.filter(scope=KillSwitch.Scope.GLOBAL, active=True).first()
 
@@ -96,26 +111,27 @@ def user_halt_active(user_id: int) -> KillSwitch | None:
 
 @transaction.atomic
 def global_halt_trip(*, by: AbstractBaseUser, reason: str) -> KillSwitch:
-    """Stop every order platform-wide until lifted. Staff only."""
-    if not by.is_staff:
-        raise PermissionError("Only staff can halt the whole platform.")
+    """Stop every order platform-wide until lifted. Needs ``risk.trip_global_halt``
+    (superusers have it). Every user sees "an operator" as its author; ``tripped_by`` keeps who."""
+    if not can_trip_global_halt(by):
+        raise PermissionError("Halting the whole platform needs the permission to trip the global halt.")
     existing = KillSwitch.objects.select_for_update().filter(scope=KillSwitch.Scope.GLOBAL, active=True).first()
     if existing:
         return existing
     halt = KillSwitch(scope=KillSwitch.Scope.GLOBAL, reason=reason or "Global halt", tripped_by=by,
-                      tripped_by_label=f"staff:{by.get_username()}")
+                      tripped_by_label=OPERATOR_LABEL)
     halt.full_clean()
     halt.save()
     risk_event_record(user=by, allowed=False, rule="global_halt", kind=RiskEvent.Kind.GLOBAL_HALT,
                       message=f"Global trading halt tripped by {by.get_username()}: {halt.reason}",
-                      actor=halt.tripped_by_label)
+                      actor=f"staff:{by.get_username()}")
     return halt
 
 
 @transaction.atomic
 def global_halt_lift(*, by: AbstractBaseUser) -> int:
-    if not by.is_staff:
-        raise PermissionError("Only staff can lift the global halt.")
+    if not can_trip_global_halt(by):
+        raise PermissionError("Lifting the global halt needs the permission to trip the global halt.")
     lifted = KillSwitch.objects.filter(scope=KillSwitch.Scope.GLOBAL, active=True).update(
         active=False, lifted_at=timezone.now(), lifted_by=by)
     if lifted:
@@ -129,7 +145,14 @@ def global_halt_lift(*, by: AbstractBaseUser) -> int:
 def user_halt_record(*, user: AbstractBaseUser, label: str, reason: str,
                      by: AbstractBaseUser | None = None) -> tuple[KillSwitch, bool]:
     """Record a trip of the user's kill switch; returns (switch, created). Flattening the
-    user's positions is trading's job (trading.services.kill_switch_trip)."""
+    user's positions is trading's job (trading.services.kill_switch_trip).
+
+    Tripped by someone else (``by`` another user: staff), the switch's label and the user's
+    RiskEvent say "an operator" whatever ``label`` says; ``tripped_by`` keeps who, for staff."""
+    if acts_for_other(user=user, by=by):
+        if not by.has_perm("risk.add_killswitch"):
+            raise PermissionError("Tripping another user's kill switch needs the permission to add kill switches.")
+        label = OPERATOR_LABEL
     existing = KillSwitch.objects.select_for_update().filter(
         scope=KillSwitch.Scope.USER, user=user, active=True).first()
     if existing:
@@ -146,10 +169,16 @@ def user_halt_record(*, user: AbstractBaseUser, label: str, reason: str,
 
 @transaction.atomic
 def user_halt_lift(*, user: AbstractBaseUser, by: AbstractBaseUser) -> int:
+    """Lift the user's kill switch: the user's own, or another's with ``risk.change_killswitch``."""
+    if acts_for_other(user=user, by=by) and not by.has_perm("risk.change_killswitch"):
+        raise PermissionError("Lifting another user's kill switch needs the permission to change kill switches.")
     lifted = KillSwitch.objects.filter(scope=KillSwitch.Scope.USER, user=user, active=True).update(
         active=False, lifted_at=timezone.now(), lifted_by=by)
     if lifted:
+        if acts_for_other(user=user, by=by):
+            who, actor = OPERATOR_LABEL, OPERATOR_LABEL
+        else:
+            who, actor = by.get_username(), f"user:{by.get_username()}"
         risk_event_record(user=user, allowed=True, rule="kill_switch", kind=RiskEvent.Kind.KILL_SWITCH,
-                          message=f"Kill switch lifted by {by.get_username()}; agents stay paused until resumed",
-                          actor=f"user:{by.get_username()}")
+                          message=f"Kill switch lifted by {who}; agents stay paused until resumed", actor=actor)
     return lifted

@@ -44,8 +44,14 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel selected open orders at the venue")
     def cancel_orders(self, request, queryset):
+        """Another user's orders need ``trading.change_order``; one's own need nothing more."""
+        may_change_others = request.user.has_perm("trading.change_order")
         for order in queryset.select_related("account"):
             if not order.is_open:
+                continue
+            if order.owner_id != request.user.pk and not may_change_others:
+                self.message_user(request, f"{order.client_order_id}: not cancelled — cancelling another user's "
+                                           "order needs the permission to change orders.", messages.ERROR)
                 continue
             try:
                 order_cancel(order=order, actor=f"admin:{request.user.get_username()}")
@@ -113,8 +119,22 @@ class PlatformUserAdmin(UserAdmin):
 
     actions = ["trip_kill_switch", "lift_kill_switch"]
 
+    def _refuse_others(self, request, queryset, perm: str, verb: str) -> bool:
+        """One's own kill switch is one's own; another user's needs ``perm``. Refuses the whole
+        action (nothing done) when any selected user is out of reach."""
+        if request.user.has_perm(perm):
+            return False
+        others = [u.get_username() for u in queryset if u.pk != request.user.pk]
+        if not others:
+            return False
+        self.message_user(request, f"Not done: to {verb} the kill switch of another user ({', '.join(others)}) "
+                                   f"you need the permission {perm}.", messages.ERROR)
+        return True
+
     @admin.action(description="Trip kill switch: cancel orders, close every position, halt agents")
     def trip_kill_switch(self, request, queryset):
+        if self._refuse_others(request, queryset, "risk.add_killswitch", "trip"):
+            return None
         if request.POST.get("confirmed") != "yes":
             return TemplateResponse(request, "admin/confirm_action.html", {
                 **self.admin_site.each_context(request), "title": "Trip kill switch",
@@ -125,13 +145,23 @@ class PlatformUserAdmin(UserAdmin):
                 "confirm_label": "Yes, trip it", "cancel_url": request.get_full_path()})
         reason = request.POST.get("reason") or "tripped by an operator"
         for user in queryset:
-            switch = kill_switch_trip(user=user, label=f"admin:{request.user.get_username()}", reason=reason,
-                                      by=request.user)
+            try:
+                switch = kill_switch_trip(user=user, label=f"admin:{request.user.get_username()}", reason=reason,
+                                          by=request.user)
+            except PermissionError as exc:
+                self.message_user(request, f"{user}: {exc}", messages.ERROR)
+                continue
             closed = sum(a.get("closed", 0) for a in switch.summary.get("accounts", []))
             self.message_user(request, f"{user}: kill switch on ({closed} position(s) closed)", messages.WARNING)
 
     @admin.action(description="Lift kill switch (agents stay paused until resumed)")
     def lift_kill_switch(self, request, queryset):
+        if self._refuse_others(request, queryset, "risk.change_killswitch", "lift"):
+            return
         for user in queryset:
-            lifted = kill_switch_lift(user=user, by=request.user)
+            try:
+                lifted = kill_switch_lift(user=user, by=request.user)
+            except PermissionError as exc:
+                self.message_user(request, f"{user}: {exc}", messages.ERROR)
+                continue
             self.message_user(request, f"{user}: {'lifted' if lifted else 'was not on'}")

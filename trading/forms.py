@@ -28,7 +28,9 @@ class ManualOrderForm(forms.Form):
 
     def __init__(self, *args, accounts=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["account"].queryset = accounts if accounts is not None else ExchangeAccount.objects.all()
+        # The caller says which accounts the person may use (admin: their own, or all with
+        # trading.place_order_for_others); none by default. Validation accepts only these.
+        self.fields["account"].queryset = accounts if accounts is not None else ExchangeAccount.objects.none()
 
     def submit_kwargs(self) -> dict:
         data = dict(self.cleaned_data)

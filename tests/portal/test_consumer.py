@@ -4,6 +4,7 @@ their own events only, staff's carries everyone's, unauthenticated sockets are c
 
 Events are produced by the real services (sent on commit), as in production."""
 
+import json
 from decimal import Decimal as D
 
 import pytest
@@ -251,5 +252,98 @@ def test_an_idle_socket_still_gets_events(user):
         await get_channel_layer().group_send(f"user.{user.pk}", {"type": "platform.event",
                                                                  "event": {"type": "agent", "agent": {"id": 1}}})
         assert (await comm.receive_json_from(timeout=3))["type"] == "agent"
+        await comm.disconnect()
+    run(scenario)
+
+
+# --------------------------------------------------------------------------- staff rights
+def staff_without_permissions(*perms):
+    from django.contrib.auth.models import Permission
+
+    from tests.factories import UserFactory
+
+    staff = UserFactory(username="opsmith", is_staff=True)
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        staff.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return staff
+
+
+def test_staff_stream_needs_watch_all_users_not_just_is_staff(user):
+    staff = staff_without_permissions()
+    cookie = session_cookie(staff)
+
+    async def scenario():
+        comm = communicator(cookie, path="/ws/updates/?stream=staff")
+        connected, code = await comm.connect()
+        assert connected is False and code == 4403
+    run(scenario)
+
+
+def test_staff_default_stream_without_the_permission_carries_only_their_own_events(user, market):
+    staff = staff_without_permissions()
+    account_a, own_account = make_account(user, name="A"), make_account(staff, name="S")
+    cookie = session_cookie(staff)
+
+    async def scenario():
+        from channels.db import database_sync_to_async
+
+        comm = communicator(cookie)
+        assert (await comm.connect())[0]
+        hello = await comm.receive_json_from()
+        assert hello["groups"] == [f"user.{staff.pk}"]
+        submit = database_sync_to_async(order_submit)
+        alice = await submit(account=account_a, symbol="BTC/USDT", side="BUY", position_side="LONG",
+                             quantity=D("0.01"), source="portal")
+        mine = await submit(account=own_account, symbol="BTC/USDT", side="BUY", position_side="LONG",
+                            quantity=D("0.01"), source="portal")
+        event, seen = await receive_until(comm, lambda e: e["type"] == "order" and e["order"]["id"] == mine.order.pk)
+        seen += await drain(comm)
+        assert not any(e.get("order", {}).get("id") == alice.order.pk for e in seen)
+        assert not any(e.get("order", {}).get("account_id") == account_a.pk for e in seen)
+        await comm.disconnect()
+    run(scenario)
+
+
+def test_watch_all_users_gives_the_staff_stream_without_superuser(user, market):
+    staff = staff_without_permissions("trading.watch_all_users")
+    account_a = make_account(user, name="A")
+    cookie = session_cookie(staff)
+
+    async def scenario():
+        from channels.db import database_sync_to_async
+
+        comm = communicator(cookie, path="/ws/updates/?stream=staff")
+        assert (await comm.connect())[0]
+        assert (await comm.receive_json_from())["groups"] == ["staff"]
+        alice = await database_sync_to_async(order_submit)(
+            account=account_a, symbol="BTC/USDT", side="BUY", position_side="LONG", quantity=D("0.01"),
+            source="portal")
+        await receive_until(comm, lambda e: e["type"] == "order" and e["order"]["id"] == alice.order.pk)
+        await comm.disconnect()
+    run(scenario)
+
+
+def test_live_events_of_an_operators_trip_and_lift_say_an_operator(user, market):
+    from trading.services import kill_switch_lift, kill_switch_trip
+
+    staff = staff_without_permissions("risk.add_killswitch", "risk.change_killswitch")
+    make_account(user, name="A")
+    cookie = session_cookie(user)
+
+    async def scenario():
+        from channels.db import database_sync_to_async
+
+        comm = communicator(cookie, path="/ws/updates/?stream=user")
+        assert (await comm.connect())[0]
+        await comm.receive_json_from()
+        await database_sync_to_async(kill_switch_trip)(user=user, label="admin:opsmith", reason="checks", by=staff)
+        tripped, seen = await receive_until(comm, lambda e: e["type"] == "risk.event" and not e["allowed"])
+        assert tripped["message"] == "Kill switch tripped by an operator: checks"
+        await database_sync_to_async(kill_switch_lift)(user=user, by=staff)
+        lifted, more = await receive_until(comm, lambda e: e["type"] == "risk.event" and e["allowed"])
+        assert lifted["message"].startswith("Kill switch lifted by an operator")
+        seen += more + await drain(comm)
+        assert all("opsmith" not in json.dumps(e) for e in seen)
         await comm.disconnect()
     run(scenario)

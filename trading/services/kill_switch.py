@@ -13,7 +13,7 @@ from exchanges.adapters.errors import ExchangeError
 from exchanges.models import ExchangeAccount
 from exchanges.services import trader_for_account
 from risk.models import KillSwitch
-from risk.services import user_halt_lift, user_halt_record
+from risk.services import OPERATOR_LABEL, acts_for_other, user_halt_lift, user_halt_record
 from trading.models import Order
 from trading.services.orders import order_apply_result, order_submit
 from trading.signals import user_halted
@@ -64,8 +64,15 @@ def account_flatten(*, account: ExchangeAccount, actor: str) -> dict[str, Any]:
 
 def kill_switch_trip(*, user: AbstractBaseUser, label: str, reason: str,
                      by: AbstractBaseUser | None = None) -> KillSwitch:
-    """Trip the user's kill switch (idempotent while it is on)."""
+    """Trip the user's kill switch (idempotent while it is on).
+
+    Tripped by someone else (staff), the user is told "an operator" everywhere (the switch,
+    the RiskEvent, the agents' halt reason, the closing orders' actor) instead of ``label``;
+    ``switch.tripped_by`` keeps who, for staff. Whether ``by`` may do it is the caller's check
+    (the admin's: risk.add_killswitch for another user's switch)."""
     switch, created = user_halt_record(user=user, label=label, reason=reason, by=by)
+    if acts_for_other(user=user, by=by):
+        label = OPERATOR_LABEL
     user_halted.send(sender=KillSwitch, user_id=user.pk, label=label)
     if not created:
         return switch
@@ -78,7 +85,8 @@ def kill_switch_trip(*, user: AbstractBaseUser, label: str, reason: str,
             reports.append({"account_id": account.pk, "errors": [type(exc).__name__]})
     switch.summary = {"accounts": reports}
     switch.save(update_fields=["summary", "updated_at"])
-    logger.warning("kill switch tripped for user %s by %s: %s", user.pk, label, reason)
+    logger.warning("kill switch tripped for user %s by %s (user %s): %s", user.pk, label,
+                   getattr(by, "pk", None), reason)
     return switch
 
 

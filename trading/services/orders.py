@@ -56,7 +56,7 @@ CLIENT_ID = re.compile(r"^[A-Za-z0-9_\-:.]{1,32}$")
 CLIENT_ID_MESSAGE = "Client order id: 1 to 32 letters, digits, _ - : ."
 RESERVED_PREFIX = "at-"
 RESERVED_MESSAGE = (f'Client order ids starting with "{RESERVED_PREFIX}" are reserved for the platform\'s own '
-                    "orders: choose another id.")
+                    "orders: choose an id with a different start.")
 SUPPORTED_TYPES = {t.value for t in OrderType}
 
 

@@ -66,8 +66,8 @@ class OrderCreateSerializer(serializers.Serializer):
         required=False, max_length=32, validators=[RegexValidator(CLIENT_ID.pattern)],
         help_text="Your id for idempotent retries (1 to 32 of A-Z a-z 0-9 _ - : .): sending the same id again "
                   "for the same account returns that order instead of placing a second one. Ids are per "
-                  f'account: other accounts\' ids neither clash with yours nor show. Ids starting with "{RESERVED_PREFIX}" '
-                  "are reserved for the platform's own orders and refused.")
+                  "account: other accounts' ids neither clash with yours nor show. Ids starting with "
+                  f'"{RESERVED_PREFIX}" are reserved for the platform\'s own orders and refused.')
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -63,8 +63,9 @@ def _actor(request) -> str:
 
 
 def submit_response(result: SubmitResult) -> Response:
-    """201 (placed), 200 (the existing order for a repeated client_order_id) or 422 (refused
-    by the risk gate or the venue; a retry of a refused order is refused the same way)."""
+    """201 (placed), 200 (the account's existing order for a repeated client_order_id) or 422
+    (refused by the risk gate or the venue; a retry of a refused order is refused the same way).
+    An id another account uses is a fresh id here: the answer never shows what others hold."""
     order = Order.objects.select_related("account", "risk_event").get(pk=result.order.pk)
     if order.status in (Order.Status.REJECTED, Order.Status.FAILED):
         event = order.risk_event
@@ -214,8 +215,9 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         operation_id="orders_create", tags=["orders"], request=OrderCreateSerializer,
         responses={
             **SUBMIT_RESPONSES,
-            200: OpenApiResponse(OrderSerializer, description="An order with this client_order_id already "
-                                                              "exists: it is returned, nothing new is placed."),
+            200: OpenApiResponse(OrderSerializer, description="This account already has an order with this "
+                                                              "client_order_id: it is returned, nothing new is "
+                                                              "placed."),
         },
         description="Place an order through the risk gate. Choose the account by id, or by venue when you "
                     "have one account there.")

@@ -12,7 +12,7 @@ from exchanges.api import AccountBriefSerializer, venue_choices, venue_order_cap
 from exchanges.models import ExchangeAccount
 from risk.models import KillSwitch, RiskEvent
 from trading.models import Order, Position, PositionSide, Side
-from trading.services.orders import CLIENT_ID
+from trading.services.orders import CLIENT_ID, RESERVED_PREFIX, client_order_id_error
 
 TIME_IN_FORCE = ["GTC", "IOC", "FOK", "ALO"]
 
@@ -65,7 +65,9 @@ class OrderCreateSerializer(serializers.Serializer):
     client_order_id = serializers.CharField(
         required=False, max_length=32, validators=[RegexValidator(CLIENT_ID.pattern)],
         help_text="Your id for idempotent retries (1 to 32 of A-Z a-z 0-9 _ - : .): sending the same id again "
-                  "returns the existing order instead of placing a second one.")
+                  "for the same account returns that order instead of placing a second one. Ids are per "
+                  "account: other accounts' ids neither clash with yours nor show. Ids starting with "
+                  f'"{RESERVED_PREFIX}" are reserved for the platform\'s own orders and refused.')
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -73,6 +75,14 @@ class OrderCreateSerializer(serializers.Serializer):
         if request is not None and request.user.is_authenticated:
             self.fields["account"].queryset = ExchangeAccount.objects.filter(owner=request.user)
         self.fields["venue"].choices = venue_choices()
+
+    def validate_client_order_id(self, value: str) -> str:
+        # The same check as order_submit's, here so that it answers before anything else is
+        # looked at; it depends on the id alone, never on which ids exist.
+        error = client_order_id_error(value)
+        if error:
+            raise serializers.ValidationError(error)
+        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         account = attrs.get("account")

@@ -15,7 +15,7 @@ from exchanges.services import adapter_runtime, trader_for_account
 from risk.models import RiskEvent
 from tests.factories import make_account
 from trading.models import Fill, Order, Position
-from trading.services import order_submit
+from trading.services import client_order_id_for, order_submit
 
 pytestmark = pytest.mark.django_db
 
@@ -74,19 +74,20 @@ def test_malformed_request_writes_nothing(user, market, bad):
 
 def test_retried_submission_makes_one_venue_order(user, market):
     account = make_account(user)
-    first = buy_btc(account, "0.01", client_order_id="at-d99-0")
-    again = buy_btc(account, "0.01", client_order_id="at-d99-0")
+    first = buy_btc(account, "0.01", client_order_id=client_order_id_for(decision_id=99, index=0), source="agent")
+    again = buy_btc(account, "0.01", client_order_id=client_order_id_for(decision_id=99, index=0), source="agent")
     assert again.duplicate and again.order.pk == first.order.pk
     assert Order.objects.count() == 1
     assert len(paper_orders(account)) == 1
 
 
-def test_client_order_id_of_another_account_is_refused(user, market):
+def test_client_order_ids_are_per_account(user, market):
     a = make_account(user, name="a")
     b = make_account(user, name="b")
-    buy_btc(a, "0.01", client_order_id="at-x-1")
-    with pytest.raises(ValidationError):
-        buy_btc(b, "0.01", client_order_id="at-x-1")
+    first = buy_btc(a, "0.01", client_order_id="x-1")
+    second = buy_btc(b, "0.01", client_order_id="x-1")
+    assert not second.duplicate and second.order.pk != first.order.pk
+    assert (first.order.account_id, second.order.account_id) == (a.pk, b.pk)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -10,7 +10,7 @@ from agents.selectors import agent_pnl
 from tests.factories import make_account, make_agent
 from trading.models import BalanceSnapshot, Position
 from trading.selectors import account_balances, equity_curve, pnl_by_account, pnl_by_day, pnl_today
-from trading.services import order_submit
+from trading.services import client_order_id_for, order_submit
 
 pytestmark = pytest.mark.django_db
 
@@ -57,10 +57,11 @@ def test_agent_pnl_counts_only_its_orders(user, market, settings):
     agent = make_agent(user, account)
     decision = Decision.objects.create(agent=agent, owner=user, status="executed", model_name="x",
                                        started_at=timezone.now())
-    opened = trade(account, "BUY", "0.02", client_order_id=f"at-d{decision.pk}-0")
+    opened = trade(account, "BUY", "0.02", client_order_id=client_order_id_for(decision_id=decision.pk, index=0))
     ToolCall.objects.create(decision=decision, index=0, name="open_long", status="ok", order=opened)
     market.set("BTC/USDT", "51000")
-    closed = trade(account, "SELL", "0.02", reduce_only=True, client_order_id=f"at-d{decision.pk}-1")
+    closed = trade(account, "SELL", "0.02", reduce_only=True,
+                   client_order_id=client_order_id_for(decision_id=decision.pk, index=1))
     ToolCall.objects.create(decision=decision, index=1, name="close_long", status="ok", order=closed)
     trade(account, "BUY", "0.01")  # a manual order: not the agent's
     pnl = agent_pnl(agent=agent)

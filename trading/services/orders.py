@@ -6,6 +6,14 @@
 The Order row exists, with its client order id, before anything is sent: an order a
 venue accepted is never lost, and a retried submission with the same client order id
 returns the existing order instead of placing a second one.
+
+Client order ids belong to their account: unique within it (the database constraint
+``order_client_id_unique_per_account``), looked up only within it, and never a sign of what
+another account holds (an id used elsewhere is a fresh id here). Ids starting with
+``RESERVED_PREFIX`` are the platform's own (agents' ``at-d<decision>-<n>``, manual and
+kill-switch ``at-m<random>``, their attached ``-sl``/``-tp`` children): only a
+``PlatformOrderId``, which ``client_order_id_for`` mints, may carry it, so no caller can
+take an id the platform will use.
 """
 
 from __future__ import annotations
@@ -45,6 +53,10 @@ from trading.services.snapshot import live_read, risk_snapshot
 logger = logging.getLogger(__name__)
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_\-:.]{1,32}$")
+CLIENT_ID_MESSAGE = "Client order id: 1 to 32 letters, digits, _ - : ."
+RESERVED_PREFIX = "at-"
+RESERVED_MESSAGE = (f'Client order ids starting with "{RESERVED_PREFIX}" are reserved for the platform\'s own '
+                    "orders: choose an id with a different start.")
 SUPPORTED_TYPES = {t.value for t in OrderType}
 
 
@@ -60,12 +72,41 @@ class SubmitResult:
         return self.order.status not in (Order.Status.REJECTED, Order.Status.FAILED)
 
 
-def client_order_id_for(*, decision_id: int | None = None, index: int | None = None) -> str:
+class PlatformOrderId(str):
+    """A client order id the platform minted (``client_order_id_for``): the only kind that
+    may start with ``RESERVED_PREFIX``. A type rather than a ``source`` value, so that no
+    id that came from outside (a request, a form, a model's tool arguments) can pass for
+    one, whichever code path carries it."""
+
+    __slots__ = ()
+
+
+def client_order_id_for(*, decision_id: int | None = None, index: int | None = None) -> PlatformOrderId:
     """Deterministic where there is a cause (an agent's decision and tool call), random
     for manual orders. At most 32 characters: venues cap client ids (Binance: 36)."""
     if decision_id is not None:
-        return f"at-d{decision_id}-{index or 0}"
-    return f"at-m{uuid.uuid4().hex[:24]}"
+        return PlatformOrderId(f"{RESERVED_PREFIX}d{decision_id}-{index or 0}")
+    return PlatformOrderId(f"{RESERVED_PREFIX}m{uuid.uuid4().hex[:24]}")
+
+
+def is_reserved_client_order_id(value: str) -> bool:
+    """Whether ``value`` has the platform's prefix (in any case: venues may fold it)."""
+    return value[:len(RESERVED_PREFIX)].lower() == RESERVED_PREFIX
+
+
+def client_order_id_error(value: Any) -> str | None:
+    """Why a caller's client order id is refused, or None. The answer depends on the id
+    alone, never on which orders exist (in this account or any other)."""
+    if not isinstance(value, str) or not CLIENT_ID.fullmatch(value):
+        return CLIENT_ID_MESSAGE
+    if is_reserved_client_order_id(value) and not isinstance(value, PlatformOrderId):
+        return RESERVED_MESSAGE
+    return None
+
+
+def _own_order(account: ExchangeAccount, client_order_id: str) -> Order | None:
+    """The account's order with this client order id: the only scope ids are looked up in."""
+    return Order.objects.filter(account=account, client_order_id=client_order_id).first()
 
 
 def _validate(*, account: ExchangeAccount, symbol: str, side: str, position_side: str, quantity: Any,
@@ -106,8 +147,8 @@ def _validate(*, account: ExchangeAccount, symbol: str, side: str, position_side
             errors["leverage"] = "Leverage must be a whole number of at least 1."
     else:
         values["leverage"] = None
-    if client_order_id is not None and not CLIENT_ID.match(client_order_id):
-        errors["client_order_id"] = "Client order id: 1 to 32 letters, digits, _ - : ."
+    if client_order_id is not None and (cid_error := client_order_id_error(client_order_id)):
+        errors["client_order_id"] = cid_error
     if account.status == ExchangeAccount.Status.DISABLED:
         errors["account"] = "This exchange account is disabled."
     if errors:
@@ -122,18 +163,20 @@ def order_submit(*, account: ExchangeAccount, symbol: str, side: str, position_s
                  client_order_id: str | None = None, trader: ExchangeTrader | None = None) -> SubmitResult:
     """Check an order against the owner's risk profile and, if allowed, place it.
 
-    Raises ValidationError for a malformed request (nothing is written). A risk
-    rejection returns a REJECTED order with its RiskEvent (never raises).
+    Raises ValidationError for a malformed request (nothing is written), including a
+    caller's ``client_order_id`` with the platform's reserved prefix. A repeated
+    ``client_order_id`` returns this account's order with it (``duplicate=True``, nothing
+    sent). A risk rejection returns a REJECTED order with its RiskEvent (never raises).
     """
     values = _validate(account=account, symbol=symbol, side=side, position_side=position_side,
                        quantity=quantity, order_type=order_type, price=price, stop_price=stop_price,
                        leverage=leverage, stop_loss=stop_loss, take_profit=take_profit,
                        client_order_id=client_order_id)
     if client_order_id is not None:
-        existing = Order.objects.filter(client_order_id=client_order_id).first()
+        # An idempotent retry: this account's order with the id. Another account's order
+        # with the same id is neither returned nor a reason to refuse (nor even looked at).
+        existing = _own_order(account, client_order_id)
         if existing is not None:
-            if existing.account_id != account.pk:
-                raise ValidationError({"client_order_id": "This client order id belongs to another order."})
             return SubmitResult(order=existing, verdict=None, risk_event=existing.risk_event, duplicate=True)
     cid = client_order_id or client_order_id_for()
     user = account.owner
@@ -199,8 +242,9 @@ def _submit(*, account, user, trader, cid, symbol, side, position_side, order_ty
             order.save()
             order_event(order, "created" if verdict.allowed else "rejected")
     except IntegrityError:
-        # The same client order id was submitted concurrently: return the one that won.
-        existing = Order.objects.filter(client_order_id=cid).first()
+        # The same client order id was submitted concurrently to this account: return the
+        # one that won (the constraint is per account, so only this account's can have).
+        existing = _own_order(account, cid)
         if existing is None:
             raise
         return SubmitResult(order=existing, verdict=None, risk_event=existing.risk_event, duplicate=True)

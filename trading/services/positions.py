@@ -77,22 +77,42 @@ def order_apply_result(*, order: Order, result: OrderResult) -> Order:
                                                  price=order.executed_price, fee=order.fees,
                                                  filled_at=result.timestamp))
     for child in result.attached:
-        child_order, _ = Order.objects.update_or_create(
-            client_order_id=child.client_order_id,
-            defaults=dict(owner=order.owner, account=order.account, parent=order, source=Order.Source.SYSTEM,
-                          actor=f"attached:{order.client_order_id}", exchange_order_id=child.order_id,
-                          symbol=order.symbol, side=str(child.side), position_side=order.position_side,
-                          order_type=str(child.order_type), reduce_only=True, quantity=child.quantity or order.quantity,
-                          stop_price=child.stop_price, price=child.price,
-                          status=STATUS_MAP.get(str(child.status), Order.Status.NEW),
-                          submitted_at=order.submitted_at, raw_data=_json_safe(child.raw_data)))
-        order_event(child_order, "created")
+        _attached_record(order=order, child=child)
     if (order.status, order.executed_quantity) != before:
         action = {Order.Status.FILLED: "filled", Order.Status.PARTIALLY_FILLED: "partially_filled",
                   Order.Status.CANCELLED: "cancelled", Order.Status.REJECTED: "rejected",
                   Order.Status.EXPIRED: "cancelled"}.get(order.status, "updated")
         order_event(order, action)
     return order
+
+
+def _attached_record(*, order: Order, child: OrderResult) -> None:
+    """A protective order the venue attached to ``order``, as a child Order of the same
+    account. Client order ids are unique per account only, so the child is looked up in
+    the parent's account: another account's order with the same id is never touched."""
+    fields = dict(owner=order.owner, parent=order, source=Order.Source.SYSTEM,
+                  actor=f"attached:{order.client_order_id}", exchange_order_id=child.order_id,
+                  symbol=order.symbol, side=str(child.side), position_side=order.position_side,
+                  order_type=str(child.order_type), reduce_only=True, quantity=child.quantity or order.quantity,
+                  stop_price=child.stop_price, price=child.price,
+                  status=STATUS_MAP.get(str(child.status), Order.Status.NEW),
+                  submitted_at=order.submitted_at, raw_data=_json_safe(child.raw_data))
+    existing = Order.objects.select_for_update().filter(account=order.account,
+                                                        client_order_id=child.client_order_id).first()
+    if existing is not None and existing.parent_id != order.pk:
+        # An unrelated order of this account already has the id (the venue accepted both, so
+        # it will not happen there): keep that order as it is rather than rewrite it.
+        logger.warning("order %s: attached order %s not recorded, the account already has an order with that id",
+                       order.client_order_id, child.client_order_id)
+        return
+    if existing is None:
+        child_order = Order.objects.create(account=order.account, client_order_id=child.client_order_id, **fields)
+    else:
+        for name, value in fields.items():
+            setattr(existing, name, value)
+        existing.save()
+        child_order = existing
+    order_event(child_order, "created")
 
 
 def _realized_since(account: ExchangeAccount, symbol: str, since) -> Decimal:

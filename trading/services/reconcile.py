@@ -8,6 +8,8 @@ every discrepancy as a RiskEvent (kind=reconcile).
   and only once it is older than ``MIN_AGE_FOR_LOST`` (a venue may be slow to index a new
   order).
 - Open orders at the venue that we never placed are reported.
+- Client order ids are unique per account only: every look-up here is within the
+  account being reconciled (its venue's list, its own orders), never across accounts.
 - Positions are synced; a change without a fill of ours (liquidation, manual trading on
   the venue) is reported.
 """

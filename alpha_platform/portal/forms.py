@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 
 from agents.models import MIN_INTERVAL_SECONDS
 from alpha_platform.common.config import get_config
-from alpha_platform.portal import throttle
+from alpha_platform import login_throttle
 from exchanges.credentials import clean_credentials
 from exchanges.forms import CREDENTIAL_FIELDS
 from risk.models import RiskProfile
@@ -44,24 +44,17 @@ def known_symbols(venue: str | None = None) -> list[str]:
 
 # --------------------------------------------------------------------------- sign-in
 class ThrottleMixin:
-    """Refuse while the username/address pair is locked out; count failures."""
+    """Says why a sign-in is refused while the throttle (alpha_platform.login_throttle, in the
+    authentication backends) locks it out: the same words for every username."""
 
     def clean(self):
-        username = self.cleaned_data.get("username") or ""
-        address = throttle.client_address(self.request)
-        wait = throttle.blocked_for(username, address)
-        if wait:
-            raise ValidationError(throttle.message(wait), code="throttled")
         try:
-            cleaned = super().clean()
+            return super().clean()
         except ValidationError:
-            throttle.record_failure(username, address)
-            wait = throttle.blocked_for(username, address)
+            wait = login_throttle.seconds_locked(self.request, self.cleaned_data.get("username"))
             if wait:
-                raise ValidationError(throttle.message(wait), code="throttled") from None
+                raise ValidationError(login_throttle.message(wait), code="throttled") from None
             raise
-        throttle.record_success(username, address)
-        return cleaned
 
 
 class ThrottledAuthenticationForm(ThrottleMixin, AuthenticationForm):

@@ -126,8 +126,10 @@ def test_seed_demo_is_idempotent(settings, tmp_path, capsys):
     password = (tmp_path / "demo_logins.txt").read_text().split("demo: ")[1].strip()
     assert password in second  # the same logins are printed on every run
     from django.contrib.auth import authenticate
+    from django.test import RequestFactory
 
-    assert authenticate(username="demo", password=password) is not None
+    # The sign-in throttle (axes) needs the request: every door passes its own.
+    assert authenticate(RequestFactory().post("/login/"), username="demo", password=password) is not None
 
 
 ADMIN_MODELS = ["exchanges/exchangeaccount", "risk/riskprofile", "risk/riskevent", "risk/killswitch",

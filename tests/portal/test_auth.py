@@ -1,11 +1,14 @@
-"""Signing in and out, sign-up behind its setting, password change, and sign-in throttling."""
+"""Signing in and out, sign-up behind its setting, password change, and sign-in throttling
+(the throttle shared with the admin and the API: tests/api/test_auth.py)."""
+
+import time
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from alpha_platform.portal import throttle
+from alpha_platform import login_throttle
 
 pytestmark = pytest.mark.django_db
 
@@ -84,15 +87,53 @@ def test_many_usernames_from_one_address_lock_the_address(client, user):
     assert b"Too many failed sign-in attempts" in response.content
 
 
-def test_throttle_unit_lockout_expires():
-    with override_settings(LOGIN_THROTTLE_FAILURES=2, LOGIN_THROTTLE_LOCKOUT_SECONDS=1):
-        throttle.record_failure("zed", "1.2.3.4")
-        assert throttle.blocked_for("zed", "1.2.3.4") == 0
-        throttle.record_failure("ZED ", "1.2.3.4")  # usernames compare case- and space-insensitively
-        assert 0 < throttle.blocked_for("zed", "1.2.3.4") <= 1
-        assert throttle.blocked_for("zed", "5.6.7.8") == 0
-    assert "1 minute;" in throttle.message(30)
-    assert "15 minutes" in throttle.message(900)
+def test_usernames_are_counted_stripped_and_case_folded(client, user):
+    with override_settings(LOGIN_THROTTLE_FAILURES=2):
+        sign_in(client, "ALICE ", "wrong")
+        response = sign_in(client, " alice", "wrong")
+        assert b"Too many failed sign-in attempts" in response.content
+        assert b"Too many failed sign-in attempts" in sign_in(client, "alice", PASSWORD).content
+
+
+def test_lockout_message_wording():
+    assert "1 minute;" in login_throttle.message(30)
+    assert "15 minutes" in login_throttle.message(900)
+
+
+@override_settings(LOGIN_THROTTLE_FAILURES=2, LOGIN_THROTTLE_LOCKOUT_SECONDS=1)
+def test_lockout_expires_after_the_cool_off(client, user):
+    sign_in(client, "alice", "wrong")
+    locked = sign_in(client, "alice", "wrong")
+    assert b"blocked for 1 minute" in locked.content
+    assert b"Too many failed" in sign_in(client, "alice", PASSWORD).content
+    time.sleep(1.5)  # the cool-off is a Redis expiry: the real clock, one second here
+    assert sign_in(client, "alice", PASSWORD).status_code == 302
+
+
+@override_settings(LOGIN_THROTTLE_FAILURES=3)
+def test_forged_forwarded_for_is_ignored_by_default(client, user):
+    for n in range(3):
+        client.post(reverse("portal:login"), {"username": "alice", "password": "wrong"},
+                    REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=f"198.51.100.{n}")
+    response = client.post(reverse("portal:login"), {"username": "alice", "password": PASSWORD},
+                           REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.99")
+    assert b"Too many failed sign-in attempts" in response.content
+
+
+@override_settings(LOGIN_THROTTLE_FAILURES=3, TRUSTED_PROXY_COUNT=1)
+def test_behind_one_proxy_the_forwarded_client_is_counted(user):
+    proxy = "10.0.0.254"
+
+    def via_proxy(client_address, password, forged="198.51.100.1"):
+        # nginx appends the address it saw to whatever the client sent.
+        return Client().post(reverse("portal:login"), {"username": "alice", "password": password},
+                             REMOTE_ADDR=proxy, HTTP_X_FORWARDED_FOR=f"{forged}, {client_address}")
+
+    for n in range(3):
+        via_proxy("203.0.113.7", "wrong", forged=f"198.51.100.{n}")  # a new forged entry each time
+    assert b"Too many failed" in via_proxy("203.0.113.7", PASSWORD, forged="198.51.100.200").content
+    # Another client behind the same proxy is its own pair.
+    assert via_proxy("203.0.113.8", PASSWORD).status_code == 302
 
 
 def test_admin_form_is_throttled_too(rf, staff_user):

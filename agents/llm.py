@@ -304,7 +304,7 @@ class OpenAIChatClient:
             if why:
                 checks["completion_tokens"] = f"estimated: {why}"
         try:
-            raw = response.model_dump(mode="json", exclude_none=True)
+            raw = response.model_dump(mode="json", exclude_none=True, warnings=False)
         except Exception:
             raw = {"id": _text(getattr(response, "id", None), MAX_NAME_CHARS)}
         raw = bounded(raw)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,9 +44,16 @@ MAX_CONTENT_CHARS = 8000  # model text kept in the conversation and in the store
 MAX_NAME_CHARS = 100  # a tool call's id, name and type as carried and stored
 
 
+_CLIPPED = re.compile(r"…\[truncated: \d+ characters\]\Z")
+
+
 def clip(text: str, limit: int = MAX_CONTENT_CHARS) -> str:
-    """``text`` cut to ``limit`` characters plus a marker saying how long it was."""
+    """``text`` cut to ``limit`` characters plus a marker saying how long it was (a text
+    already clipped to ``limit`` is left as it is)."""
     if len(text) <= limit:
+        return text
+    marker = _CLIPPED.search(text, limit)
+    if marker is not None and marker.start() == limit:
         return text
     return f"{text[:limit]}…[truncated: {len(text)} characters]"
 

@@ -329,8 +329,8 @@ class GuardedTransport(httpx2.HTTPTransport):
         if encoding not in ("", "identity"):
             problem = ResponseTooLarge(f"the server compressed its reply ({encoding}) though none was asked for")
         elif length.strip().isdigit() and int(length) > self.max_response_bytes:
-            problem = ResponseTooLarge(f"the server's reply is {int(length)} bytes, more than the bound of "
-                                       f"{self.max_response_bytes} bytes")
+            problem = ResponseTooLarge(f"the server's reply is larger than {self.max_response_bytes} bytes "
+                                       f"(Content-Length {int(length)})")
         if problem is not None:
             response.close()
             raise problem

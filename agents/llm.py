@@ -7,7 +7,15 @@
   of up to 60 s wins) and never retries other 4xx (openai/_base_client.py
   ``_should_retry`` / ``_calculate_retry_timeout``, openai 3.54). A failure that survives
   them is mapped onto ``LLMTemporaryError`` (try a later tick) or ``LLMRequestError``
-  (the request itself is refused: bad request, bad key, unknown model; needs a person).
+  (the request itself is refused: bad request, bad key, unknown model, a redirect, a URL the
+  outbound guard refuses; needs a person). ``complete(..., timeout=s)`` bounds the whole call,
+  retries and waits included (then the retries are this module's, with the same rules).
+  Every request asks for at most ``max_completion_tokens``; what comes back is distrusted:
+  the HTTP client (``alpha_platform.common.outbound``) follows no redirect and refuses a body
+  over its bound; content, tool-call names and arguments are clipped (``toolspec.clip``);
+  token counts that are not sane integers are replaced by the estimate and flagged in the raw
+  record (``alpha_usage_check``); a tool call keeps its type (``LLMToolCall.kind``), so the
+  graph can refuse one that is not a function call; the raw record is made JSON-safe.
 - ``BuiltinModel`` (``builtin:trend``): deterministic rules that read the same context
   message the LLM reads and answer with the same tool calls, so the graph, the risk gate
   and the audit are identical with or without a key. Costs nothing.

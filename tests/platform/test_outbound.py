@@ -185,7 +185,8 @@ def test_a_users_private_url_is_refused_when_saved(user, operator, victim, index
 def test_the_api_refuses_a_loopback_url_with_a_clear_400(user, operator, victim):
     from tests.api.conftest import token_client
 
-    response = token_client(user).put("/api/llm-credential/", {"api_key": KEY, "base_url": victim.url + "/v1"}, format="json")
+    response = token_client(user).put("/api/llm-credential/", {"api_key": KEY, "base_url": victim.url + "/v1"},
+                                      format="json")
     assert response.status_code == 400
     assert "not allowed" in str(response.data["base_url"]) and "https" in str(response.data["base_url"])
     assert not LLMCredential.objects.exists() and victim.requests == []

@@ -165,3 +165,43 @@ def test_long_model_text_is_clipped_in_later_rounds_and_in_storage(user, market,
     stored = json.dumps([decision.messages, decision.raw_reply])
     assert len(stored) < 80_000, len(stored)
     assert "truncated: 200000 characters" in decision.raw_reply[1]["choices"][0]["message"]["content"]
+
+
+# --------------------------------------------------------------------------- the graph's own defence
+
+
+class _ForeignLLM:
+    """A model client other than ours (a plugin, a future client) answering what a hostile
+    server would: the graph must not trust its counts, texts or call types either."""
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+
+    def complete(self, messages, tools, **kw):
+        return self.replies.pop(0)
+
+
+@pytest.mark.parametrize("tokens", [-5, 10**20, float("nan"), "abc", 12.5, None])
+def test_the_graph_estimates_tokens_a_client_reports_badly(tokens):
+    from agents.graph import run_decision
+    from agents.graph.contracts import LLMReply, LLMToolCall
+    from tests.agents.test_graph import FakeExecutor, FakeProvider, inp, open_args
+
+    executor = FakeExecutor()
+    llm = _ForeignLLM([
+        LLMReply(content="c" * 30_000, prompt_tokens=tokens, completion_tokens=tokens, model="m",
+                 tool_calls=[LLMToolCall("x1", "open_long", json.dumps(open_args()), "custom"),
+                             ("x2", "hold", '{"reason": "r"}')]),
+        LLMReply(content="done", tool_calls=[], prompt_tokens=10, completion_tokens=2, model="m"),
+    ])
+    out = run_decision(inp(model="gpt-4o-mini"), provider=FakeProvider(), executor=executor, llm=llm)
+    assert out.status == "held", out.error
+    assert executor.calls == []  # the custom call was refused, the hold needs no executor
+    assert [r.status for r in out.tool_calls] == ["invalid", "ok"]
+    assert out.prompt_tokens > 10 and out.completion_tokens > 2
+    assert isinstance(out.prompt_tokens, int) and out.prompt_tokens < 10**7
+    if tokens is not None:
+        assert "graph_usage_check" in out.raw_replies[0]
+    first = next(m for m in out.messages if m["role"] == "assistant")
+    assert 8000 <= len(first["content"]) < MAX_CONTENT_CHARS + 100  # the assistant's text, clipped
+    assert first["tool_calls"][0]["type"] == "custom"

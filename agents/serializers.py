@@ -136,6 +136,21 @@ class LLMCredentialSerializer(serializers.Serializer):
                                     help_text="The server's base URL; empty for OpenAI.")
     updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
+    def validate_base_url(self, value: str) -> str:
+        """https on a public address, or a host the operator allows (LLM_ALLOWED_HOSTS)."""
+        from django.conf import settings
+
+        from alpha_platform.common import outbound
+
+        value = (value or "").strip()
+        if value:
+            try:
+                outbound.check_url(value, allowed=outbound.allowed_hosts(settings.LLM_ALLOWED_HOSTS,
+                                                                         settings.OPENAI_BASE_URL))
+            except outbound.OutboundRefused as exc:
+                raise serializers.ValidationError(f"This model server URL is not allowed: {exc}") from None
+        return value
+
     @staticmethod
     def state(credential: LLMCredential | None) -> dict[str, Any]:
         if credential is None:

@@ -141,10 +141,19 @@ def llm_credential_set(*, owner: AbstractBaseUser, api_key: str, base_url: str =
     api_key = (api_key or "").strip()
     if len(api_key) < 8:
         raise ValidationError({"api_key": "The API key looks too short."})
+    base_url = (base_url or "").strip()
+    if base_url:  # checked again before every call (the host may resolve elsewhere later)
+        from alpha_platform.common import outbound
+
+        try:
+            outbound.check_url(base_url, allowed=outbound.allowed_hosts(settings.LLM_ALLOWED_HOSTS,
+                                                                        settings.OPENAI_BASE_URL))
+        except outbound.OutboundRefused as exc:
+            raise ValidationError({"base_url": f"This model server URL is not allowed: {exc}"}) from None
     credential, _ = LLMCredential.objects.get_or_create(owner=owner)
     credential.api_key_encrypted = crypto.encrypt_json({"api_key": api_key})
     credential.api_key_hint = f"…{api_key[-4:]}"
-    credential.base_url = base_url.strip()
+    credential.base_url = base_url
     credential.full_clean()
     credential.save()
     return credential
@@ -190,9 +199,15 @@ def _shared_http_client() -> Any:
     httpx clients are thread-safe; a forked child builds its own."""
     with _http_lock:
         if _http["client"] is None or _http["pid"] != os.getpid():
-            import openai
+            from alpha_platform.common import outbound
 
-            _http["client"], _http["pid"] = openai.DefaultHttpxClient(), os.getpid()
+            # The SSRF guard, read from the settings on every request: https on public
+            # addresses, or a host the operator allows (LLM_ALLOWED_HOSTS, OPENAI_BASE_URL);
+            # checked at connect time, no redirects followed, the reply's size bounded.
+            policy = outbound.OutboundPolicy(
+                lambda: outbound.allowed_hosts(settings.LLM_ALLOWED_HOSTS, settings.OPENAI_BASE_URL))
+            _http["client"] = outbound.guarded_http_client(policy, max_response_bytes=settings.LLM_MAX_RESPONSE_BYTES)
+            _http["pid"] = os.getpid()
         return _http["client"]
 
 
@@ -205,12 +220,18 @@ def _llm_for(agent: AgentConfig) -> tuple[Any, str]:
     own = LLMCredential.objects.filter(owner_id=agent.owner_id).first()
     if own is not None and own.api_key_encrypted:
         api_key = own.credentials()["api_key"]
+        if own.base_url:  # a user's URL: checked now (and by the HTTP client at connect time)
+            from alpha_platform.common import outbound
+
+            outbound.check_url(own.base_url, allowed=outbound.allowed_hosts(settings.LLM_ALLOWED_HOSTS,
+                                                                            settings.OPENAI_BASE_URL))
         base_url = own.base_url or base_url
     if not api_key and not base_url:
         return make_llm("builtin:trend"), "builtin:trend"
     return make_llm(agent.model_name, api_key or "not-needed", base_url or None,
                     timeout=settings.LLM_TIMEOUT_SECONDS, max_retries=settings.LLM_MAX_RETRIES,
-                    http_client=_shared_http_client()), agent.model_name
+                    http_client=_shared_http_client(),
+                    max_completion_tokens=settings.LLM_MAX_COMPLETION_TOKENS), agent.model_name
 
 
 _pricing = None

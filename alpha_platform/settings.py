@@ -314,6 +314,15 @@ CELERY_BEAT_SCHEDULE = {
 AGENT_TICK_TIME_LIMIT = env.int("AGENT_TICK_TIME_LIMIT", default=120)
 LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=30.0)
 LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=2)
+# Every model reply is bounded: at most this many completion tokens are asked for, and a
+# response body over LLM_MAX_RESPONSE_BYTES is an error (not read into memory whole).
+LLM_MAX_COMPLETION_TOKENS = env.int("LLM_MAX_COMPLETION_TOKENS", default=1024)
+LLM_MAX_RESPONSE_BYTES = env.int("LLM_MAX_RESPONSE_BYTES", default=256 * 1024)
+# Model servers a user may name (their own base URL) besides public https ones: comma-
+# separated host or host:port entries, reached over http or https and on any address
+# (loopback, private). The platform's OPENAI_BASE_URL is allowed implicitly. Anything else
+# must be https on public addresses only (alpha_platform/common/outbound.py).
+LLM_ALLOWED_HOSTS = env.list("LLM_ALLOWED_HOSTS", default=[])
 
 # --- Portal: sign-in, sign-up and sign-in throttling --------------------------------
 # Sign-up is off unless enabled; operators create users in the admin otherwise.

@@ -177,6 +177,7 @@ class LLMToolCall(NamedTuple):
     id: str
     name: str
     arguments: str  # raw JSON text as the model produced it
+    kind: str = "function"  # the call's type as sent; only "function" calls are executed
 
 
 @dataclass

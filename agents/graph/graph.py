@@ -26,6 +26,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from agents.graph import prompt as pr
+from agents.graph import tokens as tk
 from agents.graph import toolspec as ts
 from agents.graph.contracts import (
     BudgetExceeded,
@@ -174,14 +175,34 @@ def _decide(state: DecisionState, runtime: Runtime[_Deps]) -> dict[str, Any]:
         return {"stop": "error", "pending": [], "llm_calls": state["llm_calls"] + 1,
                 "error": f"model call failed: {_err(exc)}"}
 
-    prompt_tokens, completion_tokens = int(reply.prompt_tokens or 0), int(reply.completion_tokens or 0)
+    calls = []
+    for i, call in enumerate(reply.tool_calls):
+        call_id = ts.clip(str(call[0] or f"call_{state['llm_calls']}_{i}"), ts.MAX_NAME_CHARS)
+        arguments = call[2] if isinstance(call[2], str) else json.dumps(call[2], default=str)
+        kind = str(call[3] if len(call) > 3 else "function")
+        calls.append(LLMToolCall(call_id, ts.clip(str(call[1] or ""), ts.MAX_NAME_CHARS),
+                                 ts.clip(arguments, ts.MAX_ARGUMENTS_CHARS), ts.clip(kind, 32)))
+    content = reply.content if reply.content is None or isinstance(reply.content, str) else json.dumps(
+        reply.content, default=str)
+    content = None if content is None else ts.clip(content, ts.MAX_CONTENT_CHARS)
+    # Token counts as reported, unless they are not sane counts: then the estimate (flagged).
+    raw = dict(reply.raw) if isinstance(reply.raw, dict) else {"raw": str(reply.raw)[:ts.MAX_CONTENT_CHARS]}
+    prompt_tokens, why_prompt = tk.checked_token_count(reply.prompt_tokens)
+    completion_tokens, why_completion = tk.checked_token_count(reply.completion_tokens)
+    if prompt_tokens is None:
+        prompt_tokens = tk.estimate_prompt_tokens(messages, state["tools"])
+    if completion_tokens is None:
+        completion_tokens = tk.estimate_completion_tokens(content, calls)
+    if why_prompt or why_completion:
+        raw["graph_usage_check"] = {k: f"estimated: {v}" for k, v in
+                                    (("prompt_tokens", why_prompt), ("completion_tokens", why_completion)) if v}
     cost = Decimal("0")
     update: dict[str, Any] = {
         "llm_calls": state["llm_calls"] + 1,
         "prompt_tokens": state["prompt_tokens"] + prompt_tokens,
         "completion_tokens": state["completion_tokens"] + completion_tokens,
-        "raw_replies": [*state["raw_replies"], reply.raw],
-        "model": reply.model or state["model"],
+        "raw_replies": [*state["raw_replies"], raw],
+        "model": ts.clip(str(reply.model or ""), ts.MAX_NAME_CHARS) or state["model"],
     }
     try:
         if deps.pricing is not None:
@@ -193,21 +214,18 @@ def _decide(state: DecisionState, runtime: Runtime[_Deps]) -> dict[str, Any]:
         update.update(stop="error", pending=[], error=f"cost accounting: {_err(exc)}")
         return update
 
-    calls = []
-    for i, call in enumerate(reply.tool_calls):
-        call_id = str(call[0] or f"call_{state['llm_calls']}_{i}")
-        calls.append(LLMToolCall(call_id, str(call[1] or ""), call[2] if isinstance(call[2], str) else
-                                 json.dumps(call[2])))
-    assistant: dict[str, Any] = {"role": "assistant", "content": reply.content}
-    if calls:
+    assistant: dict[str, Any] = {"role": "assistant", "content": content}
+    if calls:  # as sent: a custom call stays one (and is refused, not executed)
         assistant["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            {"id": c.id, "type": "custom", "custom": {"name": c.name, "input": c.arguments}}
+            if c.kind == "custom" else
+            {"id": c.id, "type": c.kind, "function": {"name": c.name, "arguments": c.arguments}}
             for c in calls
         ]
     update["messages"] = [*messages, assistant]
     update["pending"] = calls
-    if reply.content:
-        update["final_text"] = reply.content
+    if content:
+        update["final_text"] = content
     return update
 
 
@@ -230,7 +248,7 @@ def _execute_tools(state: DecisionState, runtime: Runtime[_Deps]) -> dict[str, A
             record.result = {"error": f"too many tool calls in one round (max {MAX_CALLS_PER_ROUND})"}
         else:
             checked = ts.validate_call(call.name, call.arguments, schemas=state["schemas"], symbols=inp.symbols,
-                                       prices=state["prices"], max_leverage=inp.max_leverage)
+                                       prices=state["prices"], max_leverage=inp.max_leverage, kind=call.kind)
             record.arguments = checked.arguments
             if not checked.ok:
                 record.result = {"error": checked.error}

@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+MAX_TOKEN_COUNT = 10_000_000  # per reply: far above any context window, far inside the columns
 _PIECE = re.compile(r"[A-Za-z]+|[0-9]+|\n|[^\sA-Za-z0-9]+|[^\x00-\x7f]")
 MESSAGE_OVERHEAD = 4
 REPLY_OVERHEAD = 3
@@ -113,3 +114,19 @@ def estimate_completion_tokens(content: str | None, tool_calls: Iterable[Any] = 
         name, arguments = call[1], call[2]
         total += 3 + estimate_tokens(name) + estimate_tokens(arguments)
     return total
+
+
+def checked_token_count(value: Any) -> tuple[int | None, str]:
+    """A token count as a server reported it: (count, "") when it is a non-negative integer
+    below ``MAX_TOKEN_COUNT``; (None, "") when none was reported; (None, why) otherwise
+    (negative, huge, a float, a string, NaN...), for the caller to estimate instead."""
+    if value is None:
+        return None, ""
+    shown = repr(value)[:40]
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None, f"reported {shown} is not an integer"
+    if value < 0:
+        return None, f"reported {shown} is negative"
+    if value >= MAX_TOKEN_COUNT:
+        return None, f"reported {shown} is not below {MAX_TOKEN_COUNT}"
+    return int(value), ""

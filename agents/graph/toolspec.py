@@ -16,6 +16,8 @@ executor is never called for it, so no order is placed.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,12 +33,36 @@ TOOL_NAMES = WRITE_TOOLS | READ_TOOLS | {HOLD_TOOL}
 
 MAX_REASON_CHARS = 500
 POSITIVE_FIELDS = ("quantity", "usd_notional", "stop_loss", "take_profit", "limit_price")
+# Bounds on what a model may send. Numbers: the money columns hold 20 integer digits and 12
+# decimal places (alpha_platform/common/money.py); 1e15 is far inside them and far above any
+# real size or price. The smallest positive number is the columns' last decimal place.
+MAX_NUMBER = 10**15
+MIN_POSITIVE = 1e-12
+MAX_STRING_CHARS = 2000  # any string argument (a hold reason is then cut to MAX_REASON_CHARS)
+MAX_ARGUMENTS_CHARS = 8192  # a call's arguments text; longer is invalid without being parsed
+MAX_CONTENT_CHARS = 8000  # model text kept in the conversation and in the stored reply
+MAX_NAME_CHARS = 100  # a tool call's id, name and type as carried and stored
+
+
+_CLIPPED = re.compile(r"…\[truncated: \d+ characters\]\Z")
+
+
+def clip(text: str, limit: int = MAX_CONTENT_CHARS) -> str:
+    """``text`` cut to ``limit`` characters plus a marker saying how long it was (a text
+    already clipped to ``limit`` is left as it is)."""
+    if len(text) <= limit:
+        return text
+    marker = _CLIPPED.search(text, limit)
+    if marker is not None and marker.start() == limit:
+        return text
+    return f"{text[:limit]}…[truncated: {len(text)} characters]"
 
 
 def _nullable_number() -> dict[str, Any]:
     # Positivity is checked by validate_call rather than with exclusiveMinimum: a keyword
-    # on every number would cost prompt tokens on every call for a rule stated once.
-    return {"type": ["number", "null"]}
+    # on every number would cost prompt tokens on every call for a rule stated once. The
+    # maximum is declared: a server honouring strict mode then cannot produce one above it.
+    return {"type": ["number", "null"], "maximum": MAX_NUMBER}
 
 
 def _object(properties: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +112,7 @@ def build_tools(symbols: Sequence[str], max_leverage: int) -> list[dict[str, Any
         _function("close_long", "Reduce a long; its full qty closes it.", closing),
         _function("close_short", "Reduce a short; its full qty closes it.", closing),
         _function("cancel_order", "Cancel an open order.",
-                  {"order_id": {"type": "integer", "minimum": 1}}),
+                  {"order_id": {"type": "integer", "minimum": 1, "maximum": MAX_NUMBER}}),
         _function("set_leverage", "Set a symbol's leverage.", {"symbol": symbol, "leverage": leverage}),
         _function("hold", "Do nothing this tick.", {"reason": {"type": "string"}}),
         _function("get_positions", "Current positions.", {}),
@@ -120,14 +146,22 @@ def _type_ok(value: Any, type_name: str) -> bool:
         return isinstance(value, str)
     if type_name == "boolean":
         return isinstance(value, bool)
-    if type_name == "integer":
-        return isinstance(value, int) and not isinstance(value, bool) or (
-            isinstance(value, float) and value.is_integer())
+    if type_name == "integer":  # 2.0 is a float: where an integer is declared, it is refused
+        return isinstance(value, int) and not isinstance(value, bool)
     if type_name == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+        if isinstance(value, bool):
+            return False
+        return isinstance(value, int) or isinstance(value, float) and math.isfinite(value)
     if type_name == "object":
         return isinstance(value, dict)
     return False
+
+
+def _show(value: int | float) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}" if abs(value) >= 1e6 else f"{value}"
+    digits = len(str(abs(value))) if abs(value) < 10**4000 else 4000
+    return f"{value}" if digits <= 24 else f"a {digits}-digit integer"
 
 
 def _check(value: Any, schema: Mapping[str, Any], where: str) -> Any:
@@ -135,22 +169,25 @@ def _check(value: Any, schema: Mapping[str, Any], where: str) -> Any:
     types = schema.get("type")
     types = [types] if isinstance(types, str) else list(types or [])
     if types and not any(_type_ok(value, t) for t in types):
-        shown = json.dumps(value) if not isinstance(value, dict) else "an object"
+        shown = ("an object" if isinstance(value, dict) else "a list" if isinstance(value, list)
+                 else clip(json.dumps(value), 60))
         raise _SchemaError(f"{where} must be {' or '.join(types)}, got {shown}")
     if "enum" in schema and value not in schema["enum"]:
         allowed = ", ".join(json.dumps(v) for v in schema["enum"])
-        raise _SchemaError(f"{where} must be one of {allowed}, got {json.dumps(value)}")
+        raise _SchemaError(f"{where} must be one of {allowed}, got {clip(json.dumps(value), 60)}")
     if value is None:
         return None
-    if isinstance(value, float) and "integer" in types and "number" not in types:
-        value = int(value)
+    if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
+        raise _SchemaError(f"{where} is longer than {MAX_STRING_CHARS} characters")
     if isinstance(value, int | float) and not isinstance(value, bool):
         if "minimum" in schema and value < schema["minimum"]:
-            raise _SchemaError(f"{where} must be at least {schema['minimum']}, got {value}")
+            raise _SchemaError(f"{where} must be at least {schema['minimum']}, got {_show(value)}")
         if "maximum" in schema and value > schema["maximum"]:
-            raise _SchemaError(f"{where} must be at most {schema['maximum']}, got {value}")
+            raise _SchemaError(f"{where} must be at most {schema['maximum']}, got {_show(value)}")
         if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
-            raise _SchemaError(f"{where} must be greater than {schema['exclusiveMinimum']}, got {value}")
+            raise _SchemaError(f"{where} must be greater than {schema['exclusiveMinimum']}, got {_show(value)}")
+        if abs(value) > MAX_NUMBER:  # whatever the schema says: nothing larger is ever meant
+            raise _SchemaError(f"{where} must be at most {MAX_NUMBER} in size, got {_show(value)}")
     if isinstance(value, dict):
         props = schema.get("properties", {})
         if schema.get("additionalProperties") is False:
@@ -171,6 +208,8 @@ def _semantic_errors(name: str, args: dict[str, Any], *, prices: Mapping[str, An
         value = args.get(key)
         if value is not None and value <= 0:
             errors.append(f"{key} must be greater than 0, got {value}")
+        elif value is not None and value < MIN_POSITIVE:
+            errors.append(f"{key} must be at least {MIN_POSITIVE:g} (the smallest amount stored), got {value:g}")
     if name in ORDER_TOOLS:
         qty, usd = args.get("quantity"), args.get("usd_notional")
         if (qty is None) == (usd is None):
@@ -204,26 +243,63 @@ def _semantic_errors(name: str, args: dict[str, Any], *, prices: Mapping[str, An
     return errors
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:30]} is out of range")
+    return value
+
+
+def parse_arguments(text: str) -> Any:
+    """Strict JSON: no NaN/Infinity literals (Python's json accepts them by default), no
+    number that overflows to infinity. ValueError/RecursionError on anything else."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def validate_call(name: str, raw_arguments: str | None, *, schemas: Mapping[str, Mapping[str, Any]],
-                  symbols: Sequence[str], prices: Mapping[str, Any], max_leverage: int) -> Validated:
-    """Check one tool call. ``prices`` maps the agent's symbols to this tick's price."""
-    if name not in schemas:
-        return Validated(False, {}, f"unknown tool {name!r}; available: {', '.join(sorted(schemas))}")
-    text = (raw_arguments or "").strip() or "{}"
+                  symbols: Sequence[str], prices: Mapping[str, Any], max_leverage: int,
+                  kind: str = "function") -> Validated:
     try:
-        parsed = json.loads(text)
+        return _validate(name, raw_arguments, schemas=schemas, symbols=symbols, prices=prices,
+                         max_leverage=max_leverage, kind=kind)
+    except Exception as exc:  # whatever a model sends, the answer is an invalid call, never a crash
+        return Validated(False, {}, f"arguments could not be checked ({type(exc).__name__})")
+
+
+def _validate(name: str, raw_arguments: str | None, *, schemas: Mapping[str, Mapping[str, Any]],
+              symbols: Sequence[str], prices: Mapping[str, Any], max_leverage: int,
+              kind: str = "function") -> Validated:
+    """Check one tool call. ``prices`` maps the agent's symbols to this tick's price; ``kind``
+    is the call's type as the model sent it: only ``function`` calls are ever executed.
+
+    ``arguments`` of the result are the parsed object only when it fits the schema (its
+    values then have the declared types); otherwise {} (the raw text is kept by the caller)."""
+    if kind != "function":
+        return Validated(False, {}, f"only function calls are executed; this call is of type "
+                                    f"{clip(str(kind), 40)!r}")
+    if name not in schemas:
+        return Validated(False, {}, f"unknown tool {clip(str(name), 64)!r}; available: {', '.join(sorted(schemas))}")
+    text = (raw_arguments or "").strip() or "{}"
+    if len(text) > MAX_ARGUMENTS_CHARS:
+        return Validated(False, {}, f"arguments are longer than {MAX_ARGUMENTS_CHARS} characters")
+    try:
+        parsed = parse_arguments(text)
     except (ValueError, RecursionError) as exc:
         return Validated(False, {}, f"arguments are not valid JSON ({exc.__class__.__name__}: {exc})"[:300])
     if not isinstance(parsed, dict):
         return Validated(False, {}, "arguments must be a JSON object")
     symbol = parsed.get("symbol")
     if "symbol" in schemas[name].get("properties", {}) and isinstance(symbol, str) and symbol not in symbols:
-        return Validated(False, parsed,
-                         f"symbol {symbol!r} is not one of this agent's symbols: {', '.join(symbols)}")
+        return Validated(False, {"symbol": clip(symbol, 64)},
+                         f"symbol {clip(symbol, 64)!r} is not one of this agent's symbols: {', '.join(symbols)}")
     try:
         args = _check(parsed, schemas[name], "arguments")
     except _SchemaError as exc:
-        return Validated(False, parsed, f"invalid arguments: {exc}")
+        return Validated(False, {}, f"invalid arguments: {exc}")
     errors = _semantic_errors(name, args, prices=prices, max_leverage=max_leverage)
     if errors:
         return Validated(False, args, "invalid arguments: " + "; ".join(errors))

@@ -163,7 +163,8 @@ def test_another_users_decisions_are_hidden(api, other_user):
 
 
 # --------------------------------------------------------------------------- LLM credential
-def test_llm_credential_is_write_only(api, user, other_api):
+def test_llm_credential_is_write_only(api, user, other_api, settings):
+    settings.LLM_ALLOWED_HOSTS = ["127.0.0.1:8001"]  # a loopback model server the operator allows
     assert api.get("/api/llm-credential/").data == {"configured": False, "api_key_hint": "", "base_url": "",
                                                    "updated_at": None}
     key = "sk-test-0123456789abcdef"

@@ -40,7 +40,9 @@ class Scripted:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering (longer than the client timeout: a timeout)
     repeat: bool = False  # stays at the head of the script
-    usage: dict[str, int] | None | bool = True  # True: computed; None/False: omitted; dict: as given
+    usage: dict[str, Any] | None | bool = True  # True: computed; None/False: omitted; dict: as given
+    raw_text: str | None = None  # sent verbatim as the body (e.g. JSON with NaN literals)
+    trickle: float = 0.0  # seconds between 64-byte pieces of the body (headers at once)
 
 
 @dataclass
@@ -162,6 +164,36 @@ class FakeOpenAIServer:
                           "function": {"name": name, "arguments": text}})
         return self.completion(content=content, tool_calls=items, **kw)
 
+    def custom_tool_call(self, name: str, text: str, *, content: str | None = None, **kw: Any) -> Scripted:
+        """A tool call of type ``custom`` (free-form input) naming a function tool."""
+        item = {"id": f"call_{next(self._ids)}", "type": "custom", "custom": {"name": name, "input": text}}
+        return self.completion(content=content, tool_calls=[item], **kw)
+
+    def raw_completion(self, item: Scripted, **literals: str) -> Scripted:
+        """``item``'s completion as JSON text with the values of ``literals`` spliced in as raw
+        JSON tokens (``usage_prompt="NaN"``): what ``json.dumps`` would never write. The
+        placeholders are string values "@@name@@" anywhere in the body, usage included."""
+        payload = json.loads(json.dumps(item.body or {}))
+        payload.setdefault("id", f"chatcmpl-fake-{next(self._ids)}")
+        payload.setdefault("created", int(time.time()))
+        payload.setdefault("model", self.model)
+        if isinstance(item.usage, dict):
+            payload["usage"] = dict(item.usage)
+        text = json.dumps(payload)
+        for name, literal in literals.items():
+            text = text.replace(f'"@@{name}@@"', literal)
+        return Scripted(status=item.status, raw_text=text, headers=dict(item.headers), delay=item.delay)
+
+    @staticmethod
+    def redirect(location: str, status: int = 307) -> Scripted:
+        return Scripted(status=status, headers={"Location": location},
+                        body={"error": {"message": "moved", "type": "redirect"}})
+
+    @staticmethod
+    def trickled(item: Scripted, seconds_per_piece: float) -> Scripted:
+        item.trickle = seconds_per_piece
+        return item
+
     def malformed_arguments(self, name: str = "open_long") -> Scripted:
         return self.tool_calls((name, '{"symbol": "BTC/USDT", "usd_notional": 100,'))
 
@@ -218,6 +250,10 @@ class FakeOpenAIServer:
         if item.delay and self._stopping.wait(item.delay):
             return
         record.status = item.status
+        if item.raw_text is not None:
+            self._send(handler, item.status, item.raw_text, item.headers, trickle=item.trickle,
+                       stopping=self._stopping)
+            return
         payload = json.loads(json.dumps(item.body or {}))
         if item.status == 200:
             payload.setdefault("id", f"chatcmpl-fake-{next(self._ids)}")
@@ -231,13 +267,26 @@ class FakeOpenAIServer:
                                     "total_tokens": prompt + completion}
             elif isinstance(item.usage, dict):
                 payload["usage"] = dict(item.usage)
-        self._send(handler, item.status, payload, item.headers)
+        self._send(handler, item.status, payload, item.headers, trickle=item.trickle, stopping=self._stopping)
 
     @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, status: int, payload: dict[str, Any],
-              headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
+    def _send(handler: BaseHTTPRequestHandler, status: int, payload: dict[str, Any] | str,
+              headers: dict[str, str] | None = None, *, trickle: float = 0.0,
+              stopping: threading.Event | None = None) -> None:
+        data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
         try:
+            if trickle:
+                handler.send_response(status)
+                handler.send_header("Content-Type", "application/json")
+                handler.send_header("Content-Length", str(len(data)))
+                handler.end_headers()
+                handler.wfile.flush()
+                for start in range(0, len(data), 64):
+                    if stopping is not None and stopping.wait(trickle):
+                        return
+                    handler.wfile.write(data[start:start + 64])
+                    handler.wfile.flush()
+                return
             handler.send_response(status)
             handler.send_header("Content-Type", "application/json")
             handler.send_header("Content-Length", str(len(data)))

@@ -89,14 +89,21 @@ class OpenAIChatClient:
             text = text.replace(self._key, MASK)
         return text[:500]
 
-    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> LLMReply:
+    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], *,
+                 timeout: float | None = None) -> LLMReply:
         oa = self._openai
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages}
         if tools:
             kwargs["tools"] = tools
             kwargs["tool_choice"] = "auto"
+        client = self._client
+        if timeout is not None:
+            if timeout <= 0:
+                raise LLMTemporaryError("no time left for a model call")
+            if timeout < self.timeout:  # the caller's deadline is the tighter bound: no retry past it
+                client = self._client.with_options(timeout=float(timeout), max_retries=0)
         try:
-            response = self._client.chat.completions.create(**kwargs)
+            response = client.chat.completions.create(**kwargs)
         except oa.APITimeoutError:
             raise LLMTemporaryError(f"timed out after {self.timeout:g}s "
                                     f"({self.max_retries} retries)") from None
@@ -168,7 +175,10 @@ class BuiltinModel:
     def __repr__(self) -> str:
         return f"<BuiltinModel {self.name}>"
 
-    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> LLMReply:
+    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], *,
+                 timeout: float | None = None) -> LLMReply:
+        if timeout is not None and timeout <= 0:
+            raise LLMTemporaryError("no time left for a model call")
         offered = {t.get("function", {}).get("name") for t in tools or ()}
         if messages and messages[-1].get("role") == "tool":
             content, calls = self._acknowledge(messages), []

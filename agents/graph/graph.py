@@ -368,10 +368,11 @@ def _summary(state: DecisionState, status: str, error: str) -> str:
     parts = []
     for r in state["records"]:
         symbol = r.arguments.get("symbol") if isinstance(r.arguments, dict) else None
+        symbol = None if symbol is None else str(symbol)[:40]  # whatever the model sent
         if r.name == ts.HOLD_TOOL and r.status == ToolCallStatus.OK:
-            parts.append(f"hold ({r.arguments.get('reason', '')})")
+            parts.append(f"hold ({str(r.arguments.get('reason', ''))[:200]})")
         else:
-            parts.append(" ".join(x for x in (r.name, symbol, str(r.status)) if x))
+            parts.append(" ".join(x for x in (str(r.name)[:64], symbol, str(r.status)) if x))
     notes = {"round_limit": f"stopped at the tool-round limit ({state['max_rounds']})",
              "budget": "stopped: LLM budget exhausted"}
     if state["stop"] in notes:
@@ -386,8 +387,13 @@ def _summary(state: DecisionState, status: str, error: str) -> str:
 
 def _record(state: DecisionState, runtime: Runtime[_Deps]) -> dict[str, Any]:
     started = time.perf_counter()
-    status, error = _status(state)
-    summary = _summary(state, status, error)
+    try:
+        status, error = _status(state)
+        summary = _summary(state, status, error)
+    except Exception as exc:  # the record keeps everything that happened, whatever broke here
+        log.exception("record: could not summarise the decision of agent %s", state["inp"].agent_id)
+        status, error = DecisionStatus.ERROR, f"record: {_err(exc)}"
+        summary = f"error: {error}"[:300]
     timings = dict(state["timings"])
     timings["record"] = round(timings.get("record", 0.0) + (time.perf_counter() - started) * 1000.0, 3)
     stopped = {"budget_first": "budget", "hold": ""}.get(state["stop"], state["stop"])

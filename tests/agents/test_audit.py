@@ -271,3 +271,35 @@ def test_a_tick_redelivered_after_its_worker_died_closes_the_old_decision_and_ru
     assert dead.status == Decision.Status.ERROR and "delivered again" in dead.error
     assert Decision.objects.filter(agent=agent).count() == 1 and llm.requests == []
     assert not Order.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tick_delivered_twice_at_once_makes_one_decision_and_one_order(user, market, llm):
+    agent = gpt_agent(user)
+    rounds = 6
+    script = []
+    for _ in range(rounds):
+        script += [hostile.open_long(llm, usd_notional=100, delay=0.2), llm.reply("done")]
+    llm.script(*script)
+    for n in range(rounds):
+        barrier, results = threading.Barrier(2), []
+
+        def deliver(n=n, barrier=barrier, results=results):
+            barrier.wait()
+            results.append(agent_tick_task.apply(args=[agent.pk], task_id=f"dup-{n}").get())
+
+        threads = [threading.Thread(target=deliver) for _ in range(2)]
+        [t.start() for t in threads]
+        [t.join(20) for t in threads]
+        assert len(results) == 2 and results[0] == results[1], results
+        assert Decision.objects.filter(tick_id=f"dup-{n}").count() == 1
+    decisions = Decision.objects.filter(agent=agent)
+    assert decisions.count() == rounds
+    ran = decisions.exclude(status=Decision.Status.SKIPPED)
+    assert ran.exists()
+    # Each delivered tick placed at most one order (one client order id per tool call of its one decision).
+    for decision in ran:
+        assert ToolCall.objects.filter(decision=decision, order__isnull=False).count() <= 1
+    parents = Order.objects.filter(parent__isnull=True)
+    assert parents.count() <= ran.count()
+    assert not parents.filter(tool_calls__isnull=True).exists()

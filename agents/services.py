@@ -391,7 +391,8 @@ class DecisionAudit:
 
     def tool_call(self, record: Any) -> None:
         with transaction.atomic():
-            ToolCall.objects.update_or_create(decision_id=self.decision.pk, index=_count(record.index, SMALL_COLUMN_MAX),
+            ToolCall.objects.update_or_create(decision_id=self.decision.pk,
+                                              index=_count(record.index, SMALL_COLUMN_MAX),
                                               defaults=_tool_call_fields(record))
 
     def active(self) -> str:

@@ -50,7 +50,7 @@ def round0_cost(prompt=1200, completion=80):
 
 
 def assert_orders_audited(decision):
-    """Every order the decision placed is FILLED-or-whatever with a ToolCall pointing at it."""
+    """Round 0's order is FILLED and its ToolCall points at it; no order of the account lacks one."""
     call = ToolCall.objects.get(decision=decision, index=0)
     assert call.name == "open_long" and call.order is not None, (call.status, call.result)
     assert call.order.status == "FILLED" and call.order.client_order_id.endswith(f"d{decision.pk}-0")

@@ -94,13 +94,13 @@ class DecisionAdmin(admin.ModelAdmin):
     inlines = [ToolCallInline]
     fieldsets = (
         (None, {"fields": ("agent", "owner", "status", "trigger", "model_name", "summary", "error")}),
-        ("Timing and cost", {"fields": ("started_at", "finished_at", "timings", "prompt_tokens",
-                                        "completion_tokens", "cost_usd")}),
+        ("Timing and cost", {"fields": ("started_at", "deadline_at", "finished_at", "tick_id", "timings",
+                                        "prompt_tokens", "completion_tokens", "cost_usd")}),
         ("What the model saw", {"fields": ("context_pretty", "conversation")}),
         ("Raw", {"classes": ("collapse",), "fields": ("market_snapshot_pretty", "raw_reply_pretty")}),
     )
     readonly_fields = ("agent", "owner", "status", "trigger", "model_name", "summary", "error", "started_at",
-                       "finished_at", "timings", "prompt_tokens", "completion_tokens", "cost_usd", "context_pretty",
+                       "deadline_at", "finished_at", "tick_id", "timings", "prompt_tokens", "completion_tokens", "cost_usd", "context_pretty",
                        "conversation", "market_snapshot_pretty", "raw_reply_pretty")
 
     @admin.display(description="Time per graph node (ms)")

@@ -90,10 +90,12 @@ class AgentContext:
 class AgentToolExecutor:
     """ToolExecutor for one decision: write tools through the trading services."""
 
-    def __init__(self, agent: AgentConfig, decision: Decision, trader: ExchangeTrader) -> None:
+    def __init__(self, agent: AgentConfig, decision: Decision, trader: ExchangeTrader, *,
+                 recorder: Any = None) -> None:
         self.agent = agent
         self.decision = decision
         self.trader = trader
+        self.recorder = recorder  # agents.services.DecisionAudit: links each order to its tool call at once
 
     def execute(self, call: ToolCallRequest) -> ToolOutcome:
         handler = getattr(self, f"_tool_{call.name}", None)
@@ -138,6 +140,8 @@ class AgentToolExecutor:
             stop_loss=None if closing else call.decimal("stop_loss"),
             take_profit=None if closing else call.decimal("take_profit"), trader=self.trader)
         order = result.order
+        if self.recorder is not None:  # the audit row points at the order before anything else can fail
+            self.recorder.order_placed(index=call.index, order_id=order.pk, risk_event_id=order.risk_event_id)
         payload: dict[str, Any] = {
             "order_id": order.pk, "status": order.status, "quantity": dec_str(order.quantity),
             "executed_quantity": dec_str(order.executed_quantity), "price": dec_str(order.executed_price),

@@ -106,6 +106,10 @@ class Decision(models.Model):
     model_name = models.CharField(max_length=100)
     started_at = models.DateTimeField(db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True,
+                                       help_text="The decision's own time limit (AGENT_TICK_TIME_LIMIT from its start).")
+    tick_id = models.CharField(max_length=255, null=True, blank=True, unique=True,
+                               help_text="The Celery task id of the tick: a redelivered tick never runs twice.")
     market_snapshot = models.JSONField(default=dict, blank=True)
     context = models.JSONField(default=dict, blank=True)
     messages = models.JSONField(default=list, blank=True)
@@ -133,6 +137,7 @@ class Decision(models.Model):
 
 class ToolCall(models.Model):
     class Status(models.TextChoices):
+        PENDING = "pending", "Being executed (or the worker stopped while it was)"
         OK = "ok", "Done"
         INVALID = "invalid", "Invalid (unknown tool or bad arguments)"
         REJECTED = "rejected", "Rejected by risk"

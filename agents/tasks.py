@@ -1,4 +1,4 @@
-"""The agent tick: load by id, take the per-agent lock in Redis, call one service.
+"""The agent tick: one service call (``agent_tick_run``: the tick id, the per-agent lock, the decision).
 
 A tick that finds the previous one still running is recorded as skipped, not queued; so is
 a tick that waited in the queue past its expiry (one interval: the next tick supersedes
@@ -8,44 +8,34 @@ it), so every tick beat sent leaves a Decision row.
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import task_revoked
 from django.conf import settings
-from django.core.cache import cache
 from django.db import close_old_connections
+from django.utils import timezone
 
 from agents.models import AgentConfig, Decision
-from agents.services import agent_decision_run, decision_skip, decisions_close_abandoned
+from agents.services import agent_tick_run, decision_skip, decisions_close_abandoned
 
 logger = logging.getLogger(__name__)
 
 
-def _lock_key(agent_id: int) -> str:
-    return f"lock:agent:{agent_id}"
-
-
-@shared_task(name="agents.tick", ignore_result=True, soft_time_limit=settings.AGENT_TICK_TIME_LIMIT,
-             time_limit=settings.AGENT_TICK_TIME_LIMIT + 15)
-def agent_tick_task(agent_id: int, trigger: str = Decision.Trigger.SCHEDULE) -> int | None:
-    agent = AgentConfig.objects.select_related("account", "owner").filter(pk=agent_id).first()
-    if agent is None:
-        return None
-    if trigger == Decision.Trigger.SCHEDULE and agent.status != AgentConfig.Status.ACTIVE:
-        return None  # paused between the schedule firing and this tick running
-    # The lock outlives a hard time limit, so a killed tick cannot block the agent forever.
-    if not cache.add(_lock_key(agent_id), "1", timeout=settings.AGENT_TICK_TIME_LIMIT + 30):
-        return decision_skip(agent=agent, reason="The previous tick is still running.", trigger=trigger).pk
+@shared_task(name="agents.tick", bind=True, ignore_result=True,
+             # Only the prefork pool honours these; the decision enforces AGENT_TICK_TIME_LIMIT
+             # itself under every pool, so they are a backstop that fires after it.
+             soft_time_limit=settings.AGENT_TICK_TIME_LIMIT + 20, time_limit=settings.AGENT_TICK_TIME_LIMIT + 40)
+def agent_tick_task(self, agent_id: int, trigger: str = Decision.Trigger.SCHEDULE) -> int | None:
+    started = time.monotonic()
     try:
-        return agent_decision_run(agent=agent, trigger=trigger).pk
+        return agent_tick_run(agent_id=agent_id, trigger=trigger, tick_id=self.request.id, started=started)
     except SoftTimeLimitExceeded:
         logger.error("agent %s tick exceeded its time limit", agent_id)
-        Decision.objects.filter(agent_id=agent_id, status=Decision.Status.RUNNING).update(
-            status=Decision.Status.ERROR, error="The tick exceeded its time limit.")
+        Decision.objects.filter(agent_id=agent_id, tick_id=self.request.id, status=Decision.Status.RUNNING).update(
+            status=Decision.Status.ERROR, error="The tick exceeded its time limit.", finished_at=timezone.now())
         return None
-    finally:
-        cache.delete(_lock_key(agent_id))
 
 
 @shared_task(name="agents.close_abandoned_decisions", ignore_result=True)
@@ -68,7 +58,7 @@ def _record_expired_tick(sender=None, request=None, expired=False, **kwargs) -> 
         close_old_connections()
         agent = AgentConfig.objects.filter(pk=agent_id).first()
         if agent is not None:
-            decision_skip(agent=agent, trigger=trigger,
+            decision_skip(agent=agent, trigger=trigger, tick_id=getattr(request, "id", None),
                           reason="The tick expired in the queue: the workers were behind by a whole interval.")
     except Exception:  # the consumer thread runs this receiver: never let it stop consuming
         logger.exception("could not record the expired tick of agent %s", agent_id)

@@ -312,6 +312,9 @@ CELERY_BEAT_SCHEDULE = {
 
 # Agents: the hard bound on one decision tick, and the LLM client's timeout and retries.
 AGENT_TICK_TIME_LIMIT = env.int("AGENT_TICK_TIME_LIMIT", default=120)
+# The per-agent Redis lock's TTL; the decision renews it every third of it while it runs
+# and stops before its next model call or order if it cannot.
+AGENT_LOCK_TTL_SECONDS = env.float("AGENT_LOCK_TTL_SECONDS", default=30.0)
 LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=30.0)
 LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=2)
 # Every model reply is bounded: at most this many completion tokens are asked for, and a

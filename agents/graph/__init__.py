@@ -15,6 +15,7 @@ from agents.graph.contracts import (
     ContextProvider,
     DecisionInput,
     DecisionOutput,
+    DecisionRecorder,
     DecisionStatus,
     Indicators,
     LLMClient,
@@ -35,7 +36,7 @@ from agents.graph.toolspec import ORDER_TOOLS, READ_TOOLS, TOOL_NAMES, WRITE_TOO
 
 __all__ = [
     "AccountSnapshot", "BudgetExceeded", "BudgetGuard", "CandleLike", "ContextProvider", "DecisionInput",
-    "DecisionOutput", "DecisionStatus", "Indicators", "LLMClient", "LLMReply", "LLMToolCall", "MarketSnapshot",
+    "DecisionOutput", "DecisionRecorder", "DecisionStatus", "Indicators", "LLMClient", "LLMReply", "LLMToolCall", "MarketSnapshot",
     "OpenOrderInfo", "ORDER_TOOLS", "PositionInfo", "Pricing", "READ_TOOLS", "TOOL_NAMES", "ToolCallRecord",
     "ToolCallRequest", "ToolCallStatus", "ToolExecutor", "ToolOutcome", "WRITE_TOOLS", "build_tools",
     "get_graph", "run_decision",

@@ -29,6 +29,7 @@ class DecisionStatus(StrEnum):
 class ToolCallStatus(StrEnum):
     """Mirrors ``agents.models.ToolCall.Status``."""
 
+    PENDING = "pending"  # written before the executor runs it; replaced by its outcome
     OK = "ok"
     INVALID = "invalid"
     REJECTED = "rejected"
@@ -114,6 +115,11 @@ class DecisionInput:
     max_leverage: int = 3
     now: datetime = field(default_factory=lambda: datetime.now(UTC))  # aware UTC
     recent_decisions: int = 3  # how many summary lines to ask the provider for
+    # The decision's own time limit: a ``time.monotonic()`` value after which no round starts
+    # and no order is sent; every model call is bounded by the time left. ``time_limit`` is
+    # the limit in seconds, for the error text. None: no limit (tests, the CLI).
+    deadline: float | None = None
+    time_limit: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "symbols", tuple(self.symbols))
@@ -219,7 +225,32 @@ class BudgetGuard(Protocol):
 
 @runtime_checkable
 class LLMClient(Protocol):
-    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> LLMReply: ...
+    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], *,
+                 timeout: float | None = None) -> LLMReply:
+        """One model call. ``timeout``: seconds the whole call (retries included) may take;
+        ``<= 0`` fails at once with a temporary error; None: the client's own bound."""
+
+
+@runtime_checkable
+class DecisionRecorder(Protocol):
+    """The audit written as it happens (the Django side persists each hook at once), so a
+    failure in a later step, or the process dying, cannot lose what was already done.
+
+    ``llm_reply`` is called after every model reply with the decision's running totals (the
+    spend is counted whatever happens next). ``tool_call`` is called for every tool call:
+    before an executed call reaches the executor (status ``pending``; if this write fails the
+    call is not executed) and again with its outcome. ``active`` says whether the decision
+    may go on (False once its lock is lost or someone closed it): checked before every model
+    call and every executed tool call.
+    """
+
+    def llm_reply(self, *, prompt_tokens: int, completion_tokens: int, cost: Decimal, model: str,
+                  llm_calls: int) -> None: ...
+
+    def tool_call(self, record: ToolCallRecord) -> None: ...
+
+    def active(self) -> str:
+        """"" while the decision may go on; otherwise the reason it must stop."""
 
 
 @runtime_checkable

@@ -34,6 +34,7 @@ from agents.graph.contracts import (
     ContextProvider,
     DecisionInput,
     DecisionOutput,
+    DecisionRecorder,
     DecisionStatus,
     LLMClient,
     LLMToolCall,
@@ -58,6 +59,7 @@ class _Deps:
     llm: LLMClient
     budget: BudgetGuard | None
     pricing: Pricing | None
+    recorder: DecisionRecorder | None = None
 
 
 class DecisionState(TypedDict):
@@ -102,6 +104,41 @@ def _timed(name: str, fn: Callable[[DecisionState, Runtime[_Deps]], dict[str, An
 
     node.__name__ = name
     return node
+
+
+def _time_left(inp: DecisionInput) -> float | None:
+    return None if inp.deadline is None else inp.deadline - time.monotonic()
+
+
+def _limit_text(inp: DecisionInput) -> str:
+    limit = inp.time_limit
+    return "time limit reached" if limit is None else f"time limit of {limit:g} s reached"
+
+
+def _halted(inp: DecisionInput, deps: _Deps) -> str:
+    """Why the decision must not call the model or send an order now ("" if it may)."""
+    left = _time_left(inp)
+    if left is not None and left <= 0:
+        return _limit_text(inp)
+    if deps.recorder is not None:
+        try:
+            return str(deps.recorder.active() or "")
+        except Exception as exc:
+            return f"could not confirm the decision may go on: {_err(exc)}"
+    return ""
+
+
+def _write_record(deps: _Deps, record: ToolCallRecord, *, required: bool = False) -> str:
+    """Persist a tool call now; "" on success, else the error (raised only to the caller's
+    choice: a pending write that fails means the call is not executed)."""
+    if deps.recorder is None:
+        return ""
+    try:
+        deps.recorder.tool_call(record)
+        return ""
+    except Exception as exc:
+        (log.error if required else log.warning)("could not write tool call %s: %s", record.index, _err(exc))
+        return _err(exc)
 
 
 # --------------------------------------------------------------------------- nodes
@@ -158,6 +195,9 @@ def _gather_context(state: DecisionState, runtime: Runtime[_Deps]) -> dict[str, 
 
 def _decide(state: DecisionState, runtime: Runtime[_Deps]) -> dict[str, Any]:
     deps, inp = runtime.context, state["inp"]
+    halted = _halted(inp, deps)
+    if halted:
+        return {"stop": "error", "pending": [], "error": halted}
     if deps.budget is not None:
         try:
             deps.budget.check()
@@ -169,11 +209,14 @@ def _decide(state: DecisionState, runtime: Runtime[_Deps]) -> dict[str, Any]:
             return {"stop": "error", "pending": [], "error": f"budget check: {_err(exc)}"}
     messages = state["messages"]
     try:
-        reply = deps.llm.complete(messages, state["tools"])
+        reply = deps.llm.complete(messages, state["tools"], timeout=_time_left(inp))
     except Exception as exc:  # LLMError after the client's retries, or anything else
         log.warning("model call failed for agent %s: %s", inp.agent_id, _err(exc))
-        return {"stop": "error", "pending": [], "llm_calls": state["llm_calls"] + 1,
-                "error": f"model call failed: {_err(exc)}"}
+        left = _time_left(inp)
+        error = f"model call failed: {_err(exc)}"
+        if left is not None and left <= 0.25:  # the deadline cut it short
+            error = f"{_limit_text(inp)} (waiting for the model: {_err(exc)})"[:MAX_ERROR_CHARS]
+        return {"stop": "error", "pending": [], "llm_calls": state["llm_calls"] + 1, "error": error}
 
     calls = []
     for i, call in enumerate(reply.tool_calls):
@@ -212,6 +255,11 @@ def _decide(state: DecisionState, runtime: Runtime[_Deps]) -> dict[str, Any]:
             deps.budget.add(cost)
     except Exception as exc:
         update.update(stop="error", pending=[], error=f"cost accounting: {_err(exc)}")
+        _write_spend(deps, reply, prompt_tokens, completion_tokens, cost)
+        return update
+    failed = _write_spend(deps, reply, prompt_tokens, completion_tokens, cost)
+    if failed:  # the spend could not be written: act on nothing more
+        update.update(stop="error", pending=[], error=f"could not record the model's spend: {failed}")
         return update
 
     assistant: dict[str, Any] = {"role": "assistant", "content": content}
@@ -227,6 +275,18 @@ def _decide(state: DecisionState, runtime: Runtime[_Deps]) -> dict[str, Any]:
     if content:
         update["final_text"] = content
     return update
+
+
+def _write_spend(deps: _Deps, reply: Any, prompt_tokens: int, completion_tokens: int, cost: Decimal) -> str:
+    if deps.recorder is None:
+        return ""
+    try:
+        deps.recorder.llm_reply(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost=cost,
+                                model=str(getattr(reply, "model", "") or ""), llm_calls=1)
+        return ""
+    except Exception as exc:
+        log.error("could not record a model reply's spend: %s", _err(exc))
+        return _err(exc)
 
 
 def _execute_tools(state: DecisionState, runtime: Runtime[_Deps]) -> dict[str, Any]:
@@ -257,7 +317,19 @@ def _execute_tools(state: DecisionState, runtime: Runtime[_Deps]) -> dict[str, A
             else:
                 request = ToolCallRequest(index=index, round=round_no, call_id=call.id, name=call.name,
                                           arguments=dict(checked.arguments))
+                halted = _halted(inp, deps)
+                if not halted:
+                    record.status = ToolCallStatus.PENDING
+                    failed = _write_record(deps, record, required=True)
+                    if failed:  # no audit row, no order
+                        halted = f"the audit could not be written: {failed}"
+                if halted:
+                    record.status, record.result = ToolCallStatus.ERROR, {"error": f"not executed: {halted}"}
+                    stop, error = "error", halted
+                    request = None
                 try:
+                    if request is None:
+                        raise _NotExecuted
                     outcome = deps.executor.execute(request)
                     status = str(outcome.status)
                     if status not in (ToolCallStatus.OK, ToolCallStatus.REJECTED, ToolCallStatus.ERROR):
@@ -265,11 +337,14 @@ def _execute_tools(state: DecisionState, runtime: Runtime[_Deps]) -> dict[str, A
                     record.status = ToolCallStatus(status)
                     record.result = dict(outcome.result or {})
                     record.order_id, record.risk_event_id = outcome.order_id, outcome.risk_event_id
+                except _NotExecuted:
+                    pass
                 except Exception as exc:  # an executor crash ends the decision
                     log.exception("tool %s crashed for agent %s", call.name, inp.agent_id)
                     record.status, record.result = ToolCallStatus.ERROR, {"error": "internal error"}
                     stop, error = "error", f"tool {call.name} failed: {_err(exc)}"
         record.duration_ms = int(round((time.perf_counter() - started) * 1000))
+        _write_record(deps, record)
         records.append(record)
         messages.append({"role": "tool", "tool_call_id": call.id,
                          "content": json.dumps({"status": str(record.status), "result": record.result},
@@ -282,6 +357,10 @@ def _execute_tools(state: DecisionState, runtime: Runtime[_Deps]) -> dict[str, A
             stop = "round_limit"
     return {"records": records, "messages": messages, "pending": [], "rounds": rounds,
             "stop": stop, "error": error}
+
+
+class _NotExecuted(Exception):
+    pass
 
 
 def _status(state: DecisionState) -> tuple[str, str]:
@@ -307,10 +386,11 @@ def _summary(state: DecisionState, status: str, error: str) -> str:
     parts = []
     for r in state["records"]:
         symbol = r.arguments.get("symbol") if isinstance(r.arguments, dict) else None
+        symbol = None if symbol is None else str(symbol)[:40]  # whatever the model sent
         if r.name == ts.HOLD_TOOL and r.status == ToolCallStatus.OK:
-            parts.append(f"hold ({r.arguments.get('reason', '')})")
+            parts.append(f"hold ({str(r.arguments.get('reason', ''))[:200]})")
         else:
-            parts.append(" ".join(x for x in (r.name, symbol, str(r.status)) if x))
+            parts.append(" ".join(x for x in (str(r.name)[:64], symbol, str(r.status)) if x))
     notes = {"round_limit": f"stopped at the tool-round limit ({state['max_rounds']})",
              "budget": "stopped: LLM budget exhausted"}
     if state["stop"] in notes:
@@ -325,8 +405,13 @@ def _summary(state: DecisionState, status: str, error: str) -> str:
 
 def _record(state: DecisionState, runtime: Runtime[_Deps]) -> dict[str, Any]:
     started = time.perf_counter()
-    status, error = _status(state)
-    summary = _summary(state, status, error)
+    try:
+        status, error = _status(state)
+        summary = _summary(state, status, error)
+    except Exception as exc:  # the record keeps everything that happened, whatever broke here
+        log.exception("record: could not summarise the decision of agent %s", state["inp"].agent_id)
+        status, error = DecisionStatus.ERROR, f"record: {_err(exc)}"
+        summary = f"error: {error}"[:300]
     timings = dict(state["timings"])
     timings["record"] = round(timings.get("record", 0.0) + (time.perf_counter() - started) * 1000.0, 3)
     stopped = {"budget_first": "budget", "hold": ""}.get(state["stop"], state["stop"])
@@ -397,7 +482,8 @@ def _default_pricing() -> Pricing | None:
 
 
 def run_decision(inp: DecisionInput, *, provider: ContextProvider, executor: ToolExecutor, llm: LLMClient,
-                 budget: BudgetGuard | None = None, pricing: Pricing | None = None) -> DecisionOutput:
+                 budget: BudgetGuard | None = None, pricing: Pricing | None = None,
+                 recorder: DecisionRecorder | None = None) -> DecisionOutput:
     """Run one decision tick. Never raises: failures come back as ``status == "error"``.
 
     Status rules, first match wins:
@@ -411,6 +497,12 @@ def run_decision(inp: DecisionInput, *, provider: ContextProvider, executor: Too
                        invalid calls, which never reach it).
     A budget refusal after the first call, or the tool-round bound, stops the loop and is
     noted in ``stopped_reason`` and the summary; the status still follows the rules above.
+
+    ``inp.deadline`` bounds the run: no model call or order starts after it, and each model
+    call gets the time left as its ``timeout``; reaching it ends the decision ``error``
+    ("time limit of N s reached"). ``recorder`` persists each model reply's spend and each
+    tool call as it happens (a call is executed only once its ``pending`` row is written),
+    and its ``active()`` stops the run before the next model call or order when it says so.
     """
     started = time.perf_counter()
     try:
@@ -429,7 +521,8 @@ def run_decision(inp: DecisionInput, *, provider: ContextProvider, executor: Too
             "cost": Decimal("0"), "llm_calls": 0, "rounds": 0, "model": "", "stop": "", "error": "",
             "timings": {}, "output": None,
         }
-        deps = _Deps(provider=provider, executor=executor, llm=llm, budget=budget, pricing=pricing)
+        deps = _Deps(provider=provider, executor=executor, llm=llm, budget=budget, pricing=pricing,
+                     recorder=recorder)
         final = get_graph().invoke(state, {"recursion_limit": 2 * max_rounds + 8}, context=deps)
         output = final["output"]
         if output is None:

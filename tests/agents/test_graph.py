@@ -119,13 +119,14 @@ class CountingLLM:
     def __init__(self, inner):
         self.inner, self.calls = inner, 0
 
-    def complete(self, messages, tools):
+    def complete(self, messages, tools, *, timeout=None):
         self.calls += 1
-        return self.inner.complete(messages, tools)
+        self.timeouts = [*getattr(self, "timeouts", []), timeout]
+        return self.inner.complete(messages, tools, timeout=timeout)
 
 
 class FailingLLM:
-    def complete(self, messages, tools):
+    def complete(self, messages, tools, *, timeout=None):
         raise LLMTemporaryError("HTTP 503: overloaded", status_code=503)
 
 

@@ -120,3 +120,56 @@ def test_a_tick_that_expired_in_the_queue_is_recorded_as_skipped(tmp_path):
         assert "executed" not in rows and "held" not in rows, rows  # the stale tick did not run
     finally:
         _stop(worker)
+
+
+def test_the_time_limit_holds_under_the_threads_pool(tmp_path):
+    """Celery's threads pool ignores soft and hard time limits: the decision enforces its own.
+    A model that answers in 40 s against a 10 s limit: the decision ends at the limit, as error,
+    and a tick of the same agent sent while it runs is skipped (the lock is held)."""
+    from tests.fakes.openai_server import FakeOpenAIServer
+
+    delay, key = 40.0, "sk-integration-0123456789"
+    with FakeOpenAIServer(api_key=key) as server:
+        server.script(server.forever(server.delayed(server.reply("hold"), delay)))
+        env = _migrated_env(tmp_path, redis_db=11, AGENT_TICK_TIME_LIMIT="10", OPENAI_API_KEY=key,
+                            OPENAI_BASE_URL=server.url + "/v1", LLM_MAX_RETRIES="0", LLM_TIMEOUT_SECONDS="60")
+        _manage(env, "shell", "-c", (
+            "from django.contrib.auth.models import User\n"
+            "from exchanges.services import exchange_account_create\n"
+            "from agents.services import agent_create\n"
+            "u = User.objects.create_user('tl', password='x-long-password-1')\n"
+            "a = exchange_account_create(owner=u, name='Paper', venue='paper', credentials={})\n"
+            "agent_create(owner=u, account=a, name='slow', symbols=['BTC/USDT'], model_name='gpt-4o-mini',\n"
+            "             interval_seconds=3600)\n"))
+        worker = _start(env, "worker", "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO",
+                        "-Q", "decisions,reconcile,celery", "--hostname", f"tl-{os.getpid()}@%h",
+                        log=tmp_path / "worker.log")
+        try:
+            # The second tick of the same agent is sent 2 s after the first, which runs 10 s.
+            _manage(env, "shell", "-c", (
+                "import time\n"
+                "from agents.models import AgentConfig\n"
+                "from agents.tasks import agent_tick_task\n"
+                "pk = AgentConfig.objects.get().pk\n"
+                "agent_tick_task.apply_async(args=[pk], task_id='tick-slow')\n"
+                "time.sleep(2)\n"
+                "agent_tick_task.apply_async(args=[pk], task_id='tick-beside')\n"))
+            deadline = time.time() + 90
+            rows = "[]"
+            while time.time() < deadline:
+                rows = _query(env, "from agents.models import Decision; print(sorted((d.tick_id, d.status, d.error, "
+                                   "(d.finished_at - d.started_at).total_seconds() if d.finished_at else None) "
+                                   "for d in Decision.objects.all()))")
+                if rows.count("'tick-") == 2 and "'running'" not in rows:
+                    break
+                time.sleep(1)
+            log = (tmp_path / "worker.log").read_text()[-3000:]
+            found = eval(rows)  # noqa: S307 - our own repr of tuples of plain values
+            assert [r[0] for r in found] == ["tick-beside", "tick-slow"], f"{rows}\n{log}"
+            beside, slow = found
+            assert beside[1] == "skipped", rows
+            assert slow[1] == "error" and "time limit of 10 s reached" in slow[2], f"{rows}\n{log}"
+            assert slow[3] < delay, rows  # ended at its limit, not when the model answered
+            assert len(server.requests) == 1
+        finally:
+            _stop(worker)

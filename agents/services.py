@@ -452,7 +452,7 @@ class AgentLock:
     stops before its next model call or order, so it never runs beside the next tick."""
 
     def __init__(self, agent_id: int, *, ttl: float | None = None) -> None:
-        self.ttl = float(ttl if ttl is not None else getattr(settings, "AGENT_LOCK_TTL_SECONDS", 30))
+        self.ttl = float(ttl if ttl is not None else settings.AGENT_LOCK_TTL_SECONDS)
         self._lock = cache.lock(agent_lock_key(agent_id), timeout=self.ttl, blocking=False, thread_local=False)
         self._lost = threading.Event()
         self._stop = threading.Event()

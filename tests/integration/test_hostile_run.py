@@ -59,7 +59,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TICK_LIMIT = 6  # AGENT_TICK_TIME_LIMIT of the run, seconds
 TIME_MARGIN = 4.0  # what a decision may take beyond it (recording, a loaded machine)
-LATE_REPLY = 9.0  # the late attack answers after this long (> TICK_LIMIT)
+LATE_REPLY = 13.0  # the late attack answers after this long (> TICK_LIMIT + TIME_MARGIN)
 AGENT_PHASE_SECONDS = 55  # the attack rounds stop being started after this long
 RACE_ROUNDS = 12
 CLAIMED_DECISIONS = range(1, 35)  # at-d<N>-1 claimed ahead of the agents, N in here (index 0 is left
@@ -68,7 +68,8 @@ CLAIMED_DECISIONS = range(1, 35)  # at-d<N>-1 claimed ahead of the agents, N in 
 CAP_NOTIONAL = Decimal("250")  # max_position_notional_usd of both users
 CAP_LEVERAGE = 2  # max_leverage of both users (and of their agents)
 SLIPPAGE = Decimal("1.02")  # a market order fills within the paper venue's slippage
-STORED_BYTES_CAP = 256 * 1024  # a decision's messages / raw replies, and one model request
+STORED_BYTES_CAP = 1_000_000  # a decision's messages / raw replies: less than one whole 1 MB reply
+REQUEST_BYTES_CAP = 512 * 1024  # one model request: the 1 MB reply is not carried into later rounds
 TOKENS_CAP = 10**8  # a token count no real decision reaches
 PASSWORD = "hostile-run-password-1"
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
@@ -94,7 +95,7 @@ for key, name, model in %(users)s:
     RiskProfile.objects.filter(user=user).update(
         max_leverage=%(lev)d, max_position_notional_usd=%(cap)r, allowed_symbols=%(symbols)r,
         max_orders_per_minute=1000, max_orders_per_hour=10000, max_open_positions=5,
-        loss_cooldown_seconds=0, monthly_llm_budget_usd="50")
+        loss_cooldown_seconds=0, monthly_llm_budget_usd="5000")
     account = exchange_account_create(owner=user, name=name + "-paper", venue="paper", credentials={})
     agent = agent_create(owner=user, account=account, name=name + "-agent", symbols=%(symbols)r,
                          interval_seconds=3600, model_name=model, max_leverage=%(lev)d, max_tool_rounds=4)
@@ -260,7 +261,7 @@ def _run(stack: Stack, model: HostileModelServer, canary: CanaryServer, breaches
     _cross_user_probes(api, ids, data, breaches)
     _final_reads(api, ids, data, breaches)
     _check_database(data, ids, runs, claims, model, breaches)
-    _check_sockets(watches, breaches)
+    _check_sockets(watches, ids, breaches)
     _check_answers(recorder, breaches)
     if canary.requests:
         paths = sorted({r.path for r in canary.requests})
@@ -312,7 +313,8 @@ def _race_client_order_ids(api: dict[str, Client], ids: dict, breaches: Breaches
 
 def _claim_platform_ids(api: dict[str, Client], ids: dict, breaches: Breaches) -> list[tuple[str, str, int]]:
     """Both users claim the agents' future ids (at-d<N>-1) with tiny orders, before any decision."""
-    jobs = [(key, f"at-d{n}-1") for n in CLAIMED_DECISIONS for key in ("bob", "alice")]
+    jobs = [("bob", f"at-d{n}-1") for n in CLAIMED_DECISIONS]  # bob on everyone's, alice on some
+    jobs += [("alice", f"at-d{n}-1") for n in CLAIMED_DECISIONS if n % 4 == 1]
 
     def claim(job: tuple[str, str]) -> tuple[str, str, int]:
         key, coid = job
@@ -371,8 +373,8 @@ def _ssrf_phase(stack: Stack, bob: Client, ids: dict, canary: CanaryServer, runs
     before = _tick_lines(stack)
     response = bob.post(f"/api/agents/{ids['bob']['agent']}/run/")
     runs[ids["bob"]["agent"]].append("ssrf_base_url")
-    if response.status_code == 202:
-        _wait_ticks(stack, before + 1, TICK_LIMIT + TIME_MARGIN + 4)
+    if response.status_code == 202 and not _wait_ticks(stack, before + 1, TICK_LIMIT + TIME_MARGIN + 4):
+        breaches.add("audit", "time limit", "bob's run with his own base URL had not finished in time")
 
 
 def _decimal_phase(alice: Client, ids: dict, breaches: Breaches) -> None:
@@ -398,19 +400,18 @@ def _decimal_phase(alice: Client, ids: dict, breaches: Breaches) -> None:
 def _staff_phase(staff: Client, ids: dict, breaches: Breaches) -> None:
     """A staff user without permissions: the manual order form, the global halt."""
     page = staff.get("/admin/trading/order/add/")
-    if page.status_code != 403:
+    if page.status_code == 200:
         seen = [u["account"] for u in USERS.values() if u["account"] in page.text]
         breaches.add("staff", "manual order form", f"a staff user without permissions opened it: {page.status_code}"
                      + (f", listing accounts {seen}" if seen else ""))
-    posted = staff.form_post("/admin/trading/order/add/", {
+    # What the POSTs changed is checked in the database (an order on alice's account, a halt).
+    staff.form_post("/admin/trading/order/add/", {
         "account": ids["alice"]["account"], "symbol": "BTC/USDT", "side": "BUY", "position_side": "LONG",
         "order_type": "MARKET", "quantity": "0.0003"})
-    if posted.status_code not in (403,):
-        breaches.add("staff", "manual order form", f"posting an order on alice's account answered "
-                     f"{posted.status_code} (expected 403)")
-    halt = staff.form_post("/admin/risk/killswitch/global-halt/", {"confirmed": "yes", "reason": "hostile staff"})
-    if halt.status_code != 403:
-        breaches.add("staff", "global halt", f"the global halt form answered {halt.status_code} (expected 403)")
+    page = staff.get("/admin/risk/killswitch/global-halt/")
+    if page.status_code == 200:
+        breaches.add("staff", "global halt", "a staff user without permissions opened the global halt form")
+    staff.form_post("/admin/risk/killswitch/global-halt/", {"confirmed": "yes", "reason": "hostile staff"})
 
 
 def _brute_force_phase(base: str, recorder: Recorder, breaches: Breaches) -> None:
@@ -689,12 +690,16 @@ def _check_database(data: dict, ids: dict, runs: dict[int, list[str]], claims: l
     if unbounded:
         breaches.add("model", "max_tokens", f"{len(unbounded)} of {len(model.requests)} model requests had no "
                      "max_tokens / max_completion_tokens")
-    large = [r for r in model.requests if r.size > STORED_BYTES_CAP]
+    large = [r for r in model.requests if r.size > REQUEST_BYTES_CAP]
     if large:
         biggest = max(large, key=lambda r: r.size)
-        breaches.add("model", "bounded replies", f"{len(large)} model requests over {STORED_BYTES_CAP // 1024} KB "
+        breaches.add("model", "bounded replies", f"{len(large)} model requests over {REQUEST_BYTES_CAP // 1024} KB "
                      f"(largest {biggest.size / 1e6:.1f} MB, attack {biggest.attack}, round {biggest.round}): a 1 MB "
                      "reply is carried into later rounds")
+    ssrf = [d for d in decisions.values() if labels.get(d["id"]) == "ssrf_base_url"]
+    if not ssrf or ssrf[0]["status"] in ("skipped", "budget_exceeded"):
+        breaches.add("harness", "coverage", "bob's run with a loopback base URL never got to a model call: "
+                     f"{[(d['status'], d['summary'][:80]) for d in ssrf]}")
     # every attack reached the model (else its check proved nothing)
     attacked = {r.attack for r in model.requests}
     for agent, names in runs.items():
@@ -713,20 +718,34 @@ def _decision_of(client_order_id: str) -> int | None:
     return None
 
 
-def _check_sockets(watches: list[SocketWatch], breaches: Breaches) -> None:
-    foreign_for = {"alice": [USERS["bob"]["username"], USERS["bob"]["account"], USERS["bob"]["agent"], STAFF],
-                   "staff": [u[k] for u in USERS.values() for k in ("username", "account", "agent")]}
+def _event(message: str) -> dict[str, Any]:
+    try:
+        event = json.loads(message)
+    except ValueError:
+        return {}
+    return event if isinstance(event, dict) else {}
+
+
+def _check_sockets(watches: list[SocketWatch], ids: dict, breaches: Breaches) -> None:
+    bob_markers = [USERS["bob"]["username"], USERS["bob"]["account"], USERS["bob"]["agent"], STAFF]
     for watch in watches:
         if watch.error:
             breaches.add("harness", "websocket", f"{watch.who} {watch.path}: {watch.error}")
-        if watch.path.endswith("stream=staff"):
-            if not watch.refused or watch.accepted:
-                breaches.add("staff", "staff stream", f"{watch.who} without the permission joined {watch.path} "
-                             f"({len(watch.messages)} messages); expected HTTP 403 / close 4403")
-        hello = [json.loads(m) for m in watch.messages[:1] if m.startswith("{")]
-        if watch.who == "staff" and hello and "staff" in (hello[0].get("groups") or []):
+        if watch.path.endswith("stream=staff") and (not watch.refused or watch.accepted):
+            breaches.add("staff", "staff stream", f"{watch.who} without the permission joined {watch.path} "
+                         f"({len(watch.messages)} messages); expected HTTP 403 / close 4403")
+        events = [_event(m) for m in watch.messages]
+        hello = events[0] if events and events[0].get("type") == "hello" else {}
+        if watch.who == "staff" and "staff" in (hello.get("groups") or []):
             breaches.add("staff", "staff stream", f"{watch.path} joined the staff group without the permission")
-        leaked = [m for m in watch.messages if any(marker in m for marker in foreign_for[watch.who])]
+        if watch.who == "staff":  # the staff user owns nothing: every event is another user's
+            leaked = [m for m, e in zip(watch.messages, events) if e.get("type") not in ("hello", "pong")]
+        else:
+            bob_agent = ids["bob"]["agent"]
+            leaked = [m for m, e in zip(watch.messages, events)
+                      if any(marker in m for marker in bob_markers)
+                      or (e.get("decision") or {}).get("agent_id") == bob_agent
+                      or (e.get("agent") or {}).get("id") == bob_agent]
         if leaked:
             breaches.add("staff" if watch.who == "staff" else "api", "websocket leak",
                          f"{watch.who} on {watch.path} received {len(leaked)} event(s) of other users, e.g. "
@@ -749,6 +768,9 @@ def _check_answers(recorder: Recorder, breaches: Breaches) -> None:
             if hit:
                 helper = "staff" if hit == [STAFF] else "identity" if "/api/orders/" in seen.path else "api"
                 breaches.add(helper, "leak", f"{seen.who}: {seen.method} {seen.path} ({seen.status}) shows {hit}")
+        if seen.who in foreign_for and "belongs to another order" in seen.text:
+            breaches.add("identity", "existence oracle", f"{seen.who}: {seen.method} {seen.path} ({seen.status}) "
+                         f"tells which client order ids exist elsewhere: {short(seen.text)}")
         if CANARY_MARKER in seen.text:
             breaches.add("model", "SSRF", f"{seen.who}: {seen.method} {seen.path} shows the canary's answer")
 

@@ -225,8 +225,8 @@ section("orders", lambda: rows(
     "reduce_only, CAST(quantity AS TEXT) as qty, CAST(price AS TEXT) as price, "
     "CAST(executed_quantity AS TEXT) as exq, CAST(executed_price AS TEXT) as exp, leverage, parent_id, actor, "
     "substr(error, 1, 300) as error from trading_order"))
-section("order_times", lambda: {o["id"]: ts(o["created_at"]) for o in
-                                __import__("trading.models", fromlist=["Order"]).Order.objects.values("id", "created_at")})
+from trading.models import Order
+section("order_times", lambda: {o["id"]: ts(o["created_at"]) for o in Order.objects.values("id", "created_at")})
 section("positions", lambda: rows(
     "select id, owner_id, account_id, symbol, side, status, CAST(size AS TEXT) as size, "
     "CAST(entry_price AS TEXT) as entry, CAST(leverage AS TEXT) as lev from trading_position"))

@@ -43,7 +43,14 @@ from typing import Any
 import pytest
 
 from tests.e2e.stack import Stack
-from tests.fakes.hostile_model import CANARY_MARKER, CanaryServer, HostileModelServer, attack_catalogue
+from tests.fakes.hostile_model import (
+    CANARY_MARKER,
+    Attack,
+    CanaryServer,
+    HostileModelServer,
+    Reply,
+    attack_catalogue,
+)
 from tests.integration.hostile_run import (
     Breaches,
     Client,
@@ -117,11 +124,8 @@ def _stack_env(model: HostileModelServer) -> dict[str, str]:
         "API_THROTTLE_AUTH": "10/min",
         "LOGIN_THROTTLE_FAILURES": "5",
         "RECONCILE_INTERVAL_SECONDS": "3600",
-        # The operator allows its own loopback model server through the outbound-URL check
-        # (and nothing else). The setting's name comes from the [model] fix; both spellings
-        # here are harmless where unknown. The canary is on ::1, a host of its own.
-        "LLM_ALLOWED_HOSTS": f"127.0.0.1:{model.port}",
-        "LLM_ALLOWED_BASE_URLS": base,
+        # No LLM_ALLOWED_HOSTS: the operator's own OPENAI_BASE_URL passes the outbound-URL
+        # check implicitly, and nothing else on this machine may (the canary is on ::1).
     }
 
 
@@ -247,7 +251,7 @@ def _run(stack: Stack, model: HostileModelServer, canary: CanaryServer, breaches
                              f"{response.json().get('status')} (only the other user's agent was told to cancel it)")
 
     _lap("ssrf, decimals, staff, login")
-    _ssrf_phase(stack, bob, ids, canary, runs, breaches)
+    _ssrf_phase(stack, model, bob, ids, canary, runs, breaches)
     _decimal_phase(alice, ids, breaches)
     _staff_phase(staff, ids, breaches)
     _brute_force_phase(base, recorder, breaches)
@@ -364,9 +368,12 @@ def _agent_phase(stack: Stack, model: HostileModelServer, api: dict[str, Client]
     return runs
 
 
-def _ssrf_phase(stack: Stack, bob: Client, ids: dict, canary: CanaryServer, runs: dict[int, list[str]],
-                breaches: Breaches) -> None:
-    """bob aims his own LLM base URL at a loopback service (the canary) and runs his agent."""
+def _ssrf_phase(stack: Stack, model: HostileModelServer, bob: Client, ids: dict, canary: CanaryServer,
+                runs: dict[int, list[str]], breaches: Breaches) -> None:
+    """bob aims his own LLM base URL at a loopback service (the canary) and runs his agent.
+    Refused when saved or before the call, the run falls back to (or errors before) the
+    operator's server, armed here with a harmless reply."""
+    model.arm(USERS["bob"]["model"], Attack("ssrf_base_url", [Reply(content="Nothing to do.")], "model"))
     response = bob.put("/api/llm-credential/", {"api_key": "sk-bob-own-key-0001", "base_url": f"{canary.url}/v1"})
     if response.status_code not in (200, 400):
         breaches.add("model", "SSRF", f"setting a loopback LLM base URL answered {response.status_code}")
@@ -551,11 +558,12 @@ def _check_database(data: dict, ids: dict, runs: dict[int, list[str]], claims: l
         if d.get("all_text_has_canary"):
             breaches.add("model", "SSRF", f"{name(d['id'])} recorded the loopback canary's answer")
 
-    # -- the spend of every model call is counted (the late reply may never have arrived)
+    # -- the spend of every model call that returned a reply is counted (the late reply may
+    #    never arrive, a 1 MB one may be refused whole by the client)
     called = {(r.attack, r.model) for r in model.requests}
     for d in decisions.values():
         label, agent = labels.get(d["id"]), agents.get(d["agent"])
-        if d["status"] == "skipped" or label in (None, "late_reply") or agent is None:
+        if d["status"] == "skipped" or label in (None, "late_reply", "megabyte_reply") or agent is None:
             continue
         if (label, agent["model"]) in called and (_dec(d["cost"]) or 0) <= 0:
             breaches.add("audit", "spend counted", f"{name(d['id'])} [{d['status']}] called the model but records "

@@ -262,6 +262,15 @@ def _run(stack: Stack, model: HostileModelServer, canary: CanaryServer, breaches
     for name, error in data["errors"].items():
         breaches.add("decimals" if name in ("orders", "positions", "profiles") else "audit", "database read",
                      f"reading {name} fails: {error}")
+    counts: dict[str, dict[str, int]] = {"decisions": {}, "agent orders": {}, "tool calls": {}}
+    for d in data.get("decisions", []):
+        counts["decisions"][d["status"]] = counts["decisions"].get(d["status"], 0) + 1
+    for o in data.get("orders", []):
+        if o["source"] == "agent":
+            counts["agent orders"][o["status"]] = counts["agent orders"].get(o["status"], 0) + 1
+    for t in data.get("tool_calls", []):
+        counts["tool calls"][t["status"]] = counts["tool calls"].get(t["status"], 0) + 1
+    print(f"hostile run database: {json.dumps(counts)}")
     _cross_user_probes(api, ids, data, breaches)
     _final_reads(api, ids, data, breaches)
     _check_database(data, ids, runs, claims, model, breaches)

@@ -273,8 +273,14 @@ def _run(stack: Stack, model: HostileModelServer, canary: CanaryServer, breaches
     print(f"hostile run database: {json.dumps(counts)}")
     _cross_user_probes(api, ids, data, breaches)
     _final_reads(api, ids, data, breaches)
+    _portal_and_admin_reads(alice_portal, staff, ids, data, breaches)
     _check_database(data, ids, runs, claims, model, breaches)
     _check_sockets(watches, ids, breaches)
+    crashed = [line.split("raised unexpected:", 1)[1].strip()[:120] for line in stack.log("worker").splitlines()
+               if "Task agents.tick[" in line and "raised unexpected:" in line]
+    if crashed:
+        breaches.add("audit", "tick crashed", f"{len(crashed)} agent ticks raised out of the task (the decision "
+                     f"cannot have been recorded): {sorted(set(crashed))[:4]}")
     _check_answers(recorder, breaches)
     if canary.requests:
         paths = sorted({r.path for r in canary.requests})
@@ -511,6 +517,30 @@ def _final_reads(api: dict[str, Client], ids: dict, data: dict, breaches: Breach
                              f"{response.status_code}")
 
 
+def _portal_and_admin_reads(alice_portal: Client, staff: Client, ids: dict, data: dict, breaches: Breaches) -> None:
+    """alice's portal pages (scanned for other users' objects and staff names with every other
+    answer), bob's objects through the portal, and the admin's lists for the staff user."""
+    for path in ("/", "/exchanges/", "/risk/", "/kill-switch/", "/agents/", "/decisions/", "/orders/",
+                 f"/agents/{ids['alice']['agent']}/"):
+        response = alice_portal.get(path)
+        if response.status_code != 200:
+            breaches.add("api", "portal reads", f"alice: GET {path} answered {response.status_code}")
+    bob = ids["bob"]["user"]
+    probes = [f"/agents/{ids['bob']['agent']}/"]
+    probes += [f"/decisions/{i}/" for i in sorted(_own(data, bob, "decisions"))[:2]]
+    probes += [f"/orders/{i}/" for i in sorted(_own(data, bob, "orders"))[:2]]
+    for path in probes:
+        response = alice_portal.get(path)
+        if response.status_code != 404:
+            breaches.add("api", "cross-user access", f"alice: portal GET {path} (bob's) answered "
+                         f"{response.status_code}")
+    for path in ("/admin/trading/order/", "/admin/agents/decision/", "/admin/exchanges/exchangeaccount/",
+                 "/admin/risk/killswitch/", "/admin/auth/user/"):
+        response = staff.get(path)
+        if response.status_code == 200:
+            breaches.add("staff", "admin lists", f"the staff user without permissions read {path}")
+
+
 def _label(runs: dict[int, list[str]], data: dict) -> dict[int, str]:
     """Decision id -> the attack it ran (the i-th decision of an agent ran its i-th run)."""
     labels = {}
@@ -717,6 +747,14 @@ def _check_database(data: dict, ids: dict, runs: dict[int, list[str]], claims: l
     if not ssrf or ssrf[0]["status"] in ("skipped", "budget_exceeded"):
         breaches.add("harness", "coverage", "bob's run with a loopback base URL never got to a model call: "
                      f"{[(d['status'], d['summary'][:80]) for d in ssrf]}")
+    # the model of one user's agent never sees the other user's objects
+    for request in model.requests:
+        owner_key = next((k for k, u in USERS.items() if u["model"] == request.model), None)
+        other = USERS["bob" if owner_key == "alice" else "alice"] if owner_key else None
+        text = json.dumps(request.body)
+        if other and any(other[k] in text for k in ("username", "account", "agent")):
+            breaches.add("api", "model context leak", f"a request of {owner_key}'s agent ({request.attack}, round "
+                         f"{request.round}) carries {other['username']}'s objects")
     # every attack reached the model (else its check proved nothing)
     attacked = {r.attack for r in model.requests}
     for agent, names in runs.items():

@@ -18,9 +18,10 @@ permissions (mallory). The run:
    reduce-only closes, ``custom`` tool calls, cancel_order of the other user's orders, 1 MB
    replies, negative and huge usage, a reply later than AGENT_TICK_TIME_LIMIT, unknown tools),
    while the staff user and alice hold websockets open;
-3. users again: bob's own LLM base URL aimed at a loopback canary; Decimal overflow in the
-   risk profile and order fields; the staff user at the admin's manual order form and the
-   global halt; password guessing with forged X-Forwarded-For;
+3. users again: bob's own LLM base URL aimed at a loopback canary; alice's budget spent (a
+   budget stop must be a RiskEvent); Decimal overflow in the risk profile and order fields;
+   the staff user at the admin's manual order form, its lists and the global halt; password
+   guessing with forged X-Forwarded-For;
 4. the checks, over every HTTP answer and the database.
 
 Every failed invariant is collected and reported at once, tagged with the part of issue 11
@@ -252,6 +253,7 @@ def _run(stack: Stack, model: HostileModelServer, canary: CanaryServer, breaches
 
     _lap("ssrf, decimals, staff, login")
     _ssrf_phase(stack, model, bob, ids, canary, runs, breaches)
+    _budget_phase(stack, model, alice, ids, runs, breaches)
     _decimal_phase(alice, ids, breaches)
     _staff_phase(staff, ids, breaches)
     _brute_force_phase(base, recorder, breaches)
@@ -397,6 +399,22 @@ def _ssrf_phase(stack: Stack, model: HostileModelServer, bob: Client, ids: dict,
     runs[ids["bob"]["agent"]].append("ssrf_base_url")
     if response.status_code == 202 and not _wait_ticks(stack, before + 1, TICK_LIMIT + TIME_MARGIN + 4):
         breaches.add("audit", "time limit", "bob's run with his own base URL had not finished in time")
+
+
+def _budget_phase(stack: Stack, model: HostileModelServer, alice: Client, ids: dict, runs: dict[int, list[str]],
+                  breaches: Breaches) -> None:
+    """alice spends her whole monthly LLM budget (sets it to 0) and runs her agent: a budget
+    stop, which must leave a RiskEvent."""
+    model.arm(USERS["alice"]["model"], Attack("budget_stop", [Reply(content="Nothing to do.")], "audit"))
+    response = alice.patch("/api/risk-profile/", {"monthly_llm_budget_usd": "0"})
+    if response.status_code != 200:
+        breaches.add("harness", "budget stop", f"setting the budget to 0 answered {response.status_code}")
+        return
+    before = _tick_lines(stack)
+    response = alice.post(f"/api/agents/{ids['alice']['agent']}/run/")
+    runs[ids["alice"]["agent"]].append("budget_stop")
+    if response.status_code == 202 and not _wait_ticks(stack, before + 1, TICK_LIMIT + TIME_MARGIN + 4):
+        breaches.add("audit", "time limit", "alice's run on a spent budget had not finished in time")
 
 
 def _decimal_phase(alice: Client, ids: dict, breaches: Breaches) -> None:
@@ -727,6 +745,10 @@ def _check_database(data: dict, ids: dict, runs: dict[int, list[str]], claims: l
                          f"{order['account_id']} was placed by the staff user without permissions")
 
     # -- a budget stop is a RiskEvent
+    stop = [d for d in decisions.values() if labels.get(d["id"]) == "budget_stop"]
+    if not stop or stop[0]["status"] != "budget_exceeded":
+        breaches.add("harness", "coverage", "alice's run on a spent budget was not a budget stop: "
+                     f"{[(d['status'], d['summary'][:80]) for d in stop]}")
     for d in decisions.values():
         if d["status"] == "budget_exceeded" and not any(
                 e["kind"] == "budget" and e["user"] == d["owner"] for e in data.get("risk_events", [])):
@@ -760,7 +782,7 @@ def _check_database(data: dict, ids: dict, runs: dict[int, list[str]], claims: l
     for agent, names in runs.items():
         owner_key = next(k for k in USERS if ids[k]["agent"] == agent)
         for attack in names:
-            if attack != "ssrf_base_url" and attack not in attacked:
+            if attack not in ("ssrf_base_url", "budget_stop") and attack not in attacked:
                 breaches.add("harness", "coverage", f"attack {attack} of {owner_key} never reached the model")
 
 

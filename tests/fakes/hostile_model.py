@@ -37,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MEGABYTE_TEXT = "A" * 1_000_000
+PAD_TEXT = "B" * 100_000
 
 
 # --------------------------------------------------------------------------- replies
@@ -162,6 +163,10 @@ def attack_catalogue(*, foreign_order_ids: list[int], own_order_ids: list[int], 
         Attack("megabyte_reply", [Reply([function_call("get_balance", "{}", tag="meg")], content=MEGABYTE_TEXT)
                                   for _ in range(6)],
                "model", "a 1 MB content reply, round after round"),
+        Attack("large_text_under_body_limits", [Reply([function_call("get_balance", json.dumps({"pad": PAD_TEXT}),
+                                                                     tag="pad")], content=PAD_TEXT)
+                                                for _ in range(6)],
+               "model", "100 KB of text and 100 KB of arguments per reply (under any body limit), round after round"),
         Attack("usage_negative", [Reply([a_small_valid_order("uneg")],
                                         usage={"prompt_tokens": -1000, "completion_tokens": -5,
                                                "total_tokens": -1005}), done],

@@ -16,7 +16,8 @@ permissions (mallory). The run:
 2. models: one decision per attack for each agent (NaN / Infinity / 1e308 / negative and
    huge numbers, a symbol as a list, orders over the caps, leverage over the cap, oversized
    reduce-only closes, ``custom`` tool calls, cancel_order of the other user's orders, 1 MB
-   replies, negative and huge usage, a reply later than AGENT_TICK_TIME_LIMIT, unknown tools),
+   replies, 100 KB texts and arguments round after round, negative and huge usage, a reply later
+   than AGENT_TICK_TIME_LIMIT, unknown tools),
    while the staff user and alice hold websockets open;
 3. users again: bob's own LLM base URL aimed at a loopback canary; alice's budget spent (a
    budget stop must be a RiskEvent); Decimal overflow in the risk profile and order fields;
@@ -76,7 +77,7 @@ CLAIMED_DECISIONS = range(1, 35)  # at-d<N>-1 claimed ahead of the agents, N in 
 CAP_NOTIONAL = Decimal("250")  # max_position_notional_usd of both users
 CAP_LEVERAGE = 2  # max_leverage of both users (and of their agents)
 SLIPPAGE = Decimal("1.02")  # a market order fills within the paper venue's slippage
-STORED_BYTES_CAP = 1_000_000  # a decision's messages / raw replies: less than one whole 1 MB reply
+STORED_BYTES_CAP = 512 * 1024  # a decision's messages / raw replies: model text is clipped in storage
 REQUEST_BYTES_CAP = 512 * 1024  # one model request: the 1 MB reply is not carried into later rounds
 TOKENS_CAP = 10**8  # a token count no real decision reaches
 PASSWORD = "hostile-run-password-1"
@@ -763,8 +764,8 @@ def _check_database(data: dict, ids: dict, runs: dict[int, list[str]], claims: l
     if large:
         biggest = max(large, key=lambda r: r.size)
         breaches.add("model", "bounded replies", f"{len(large)} model requests over {REQUEST_BYTES_CAP // 1024} KB "
-                     f"(largest {biggest.size / 1e6:.1f} MB, attack {biggest.attack}, round {biggest.round}): a 1 MB "
-                     "reply is carried into later rounds")
+                     f"(largest {biggest.size / 1e6:.1f} MB, attack {biggest.attack}, round {biggest.round}): model "
+                     "text is carried whole into later rounds")
     ssrf = [d for d in decisions.values() if labels.get(d["id"]) == "ssrf_base_url"]
     if not ssrf or ssrf[0]["status"] in ("skipped", "budget_exceeded"):
         breaches.add("harness", "coverage", "bob's run with a loopback base URL never got to a model call: "

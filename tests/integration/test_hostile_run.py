@@ -274,6 +274,9 @@ def _run(stack: Stack, model: HostileModelServer, canary: CanaryServer, breaches
     for t in data.get("tool_calls", []):
         counts["tool calls"][t["status"]] = counts["tool calls"].get(t["status"], 0) + 1
     print(f"hostile run database: {json.dumps(counts)}")
+    print("hostile run sockets: " + "; ".join(
+        f"{w.who} {w.path}: " + (f"refused ({w.refused})" if w.refused else f"{len(w.messages)} messages")
+        for w in watches))
     _cross_user_probes(api, ids, data, breaches)
     _final_reads(api, ids, data, breaches)
     _portal_and_admin_reads(alice_portal, staff, ids, data, breaches)

@@ -155,8 +155,8 @@ def bench_decision(b: Bench, n: int) -> None:
         "openai, open/close + reply (2 calls, 1 order)": dict(model=MODEL, script="trade"),
     }
     probe = Probe()
-    probe.wrap(services, "_llm_for", "model client construction")
-    probe.wrap(services, "trader_for_account", "trader construction")
+    probe.wrap(services.decision, "_llm_for", "model client construction")
+    probe.wrap(services.decision, "trader_for_account", "trader construction")
     probe.wrap(realtime, "_send", "realtime pushes (on commit)")
     probe.wrap(services, "MonthlyBudget", "monthly budget query")
     results = {}

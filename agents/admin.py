@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import json
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.html import format_html, format_html_join
 
@@ -132,8 +134,21 @@ class DecisionAdmin(admin.ModelAdmin):
         return False
 
 
+class LLMCredentialForm(forms.ModelForm):
+    class Meta:
+        model = LLMCredential
+        fields = ("owner", "base_url")
+
+    def clean_base_url(self) -> str:
+        try:
+            return services.llm_base_url_check(self.cleaned_data.get("base_url") or "")
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict["base_url"]) from None
+
+
 @admin.register(LLMCredential)
 class LLMCredentialAdmin(admin.ModelAdmin):
+    form = LLMCredentialForm  # the admin saves a base URL through the same check as the API
     list_display = ("owner", "base_url", "api_key_hint", "updated_at")
     search_fields = ("owner__username",)
     fields = ("owner", "base_url", "api_key_hint")

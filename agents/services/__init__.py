@@ -32,6 +32,7 @@ from agents.services.lifecycle import (
     agent_schedule_sync,
     agent_update,
     agents_halt_for_user,
+    llm_base_url_check,
     llm_credential_set,
 )
 from agents.services.lock import AgentLock, agent_lock_key
@@ -42,5 +43,5 @@ __all__ = [
     "_llm_for", "_pricing_table", "_shared_http_client", "agent_create", "agent_decision_run", "agent_delete",
     "agent_lock_key", "agent_pause", "agent_resume", "agent_schedule_sync", "agent_tick_run", "agent_update",
     "agents_halt_for_user", "decision_close_overdue", "decision_close_skipped", "decision_skip", "decisions_close_abandoned", "json_safe",
-    "llm_credential_set", "llm_spend", "month_start",
+    "llm_base_url_check", "llm_credential_set", "llm_spend", "month_start",
 ]

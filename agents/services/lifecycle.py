@@ -125,12 +125,12 @@ def agents_halt_for_user(*, user_id: int, reason: str) -> int:
 
 
 @transaction.atomic
-def llm_credential_set(*, owner: AbstractBaseUser, api_key: str, base_url: str = "") -> LLMCredential:
-    api_key = (api_key or "").strip()
-    if len(api_key) < 8:
-        raise ValidationError({"api_key": "The API key looks too short."})
+def llm_base_url_check(base_url: str) -> str:
+    """A user's own model server URL, stripped, or a ValidationError saying why it is refused
+    (every door that saves one calls this; it is checked again before every call, since the
+    host may resolve elsewhere later)."""
     base_url = (base_url or "").strip()
-    if base_url:  # checked again before every call (the host may resolve elsewhere later)
+    if base_url:
         from alpha_platform.common import outbound
 
         try:
@@ -138,6 +138,14 @@ def llm_credential_set(*, owner: AbstractBaseUser, api_key: str, base_url: str =
                                                                         settings.OPENAI_BASE_URL))
         except outbound.OutboundRefused as exc:
             raise ValidationError({"base_url": f"This model server URL is not allowed: {exc}"}) from None
+    return base_url
+
+
+def llm_credential_set(*, owner: AbstractBaseUser, api_key: str, base_url: str = "") -> LLMCredential:
+    api_key = (api_key or "").strip()
+    if len(api_key) < 8:
+        raise ValidationError({"api_key": "The API key looks too short."})
+    base_url = llm_base_url_check(base_url)
     credential, _ = LLMCredential.objects.get_or_create(owner=owner)
     credential.api_key_encrypted = crypto.encrypt_json({"api_key": api_key})
     credential.api_key_hint = f"…{api_key[-4:]}"

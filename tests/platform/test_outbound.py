@@ -237,3 +237,17 @@ def test_a_host_the_operator_allows_is_used(user, market, operator, victim, sett
     decision = agent_decision_run(agent=agent)
     assert decision.status == Decision.Status.HELD, decision.error
     assert len(victim.requests) == 1 and operator.requests == []
+
+
+@pytest.mark.django_db
+def test_the_admin_saves_a_users_base_url_through_the_same_check(client, staff_user, user):
+    """A staff user editing a user's model server in the admin cannot point it inside the network."""
+    from agents.models import LLMCredential
+
+    credential = LLMCredential.objects.create(owner=user, base_url="")
+    client.force_login(staff_user)
+    url = f"/admin/agents/llmcredential/{credential.pk}/change/"
+    refused = client.post(url, {"owner": user.pk, "base_url": "http://169.254.169.254/latest"})
+    assert refused.status_code == 200 and "not allowed" in refused.content.decode()
+    credential.refresh_from_db()
+    assert credential.base_url == ""

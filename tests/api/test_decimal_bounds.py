@@ -270,7 +270,7 @@ def test_the_bound_leaves_room_for_products_in_the_columns(user, account):
 
 
 # --------------------------------------------------------------------------- old rows out of the bound
-def test_rows_stored_before_the_bound_are_still_read(api, user, account, client):
+def test_rows_stored_before_the_bound_are_still_read(api, user, account, client, staff_user):
     """A profile and an order written before the bound (within the column) read as 200."""
     from trading.services import order_submit
 
@@ -294,6 +294,11 @@ def test_rows_stored_before_the_bound_are_still_read(api, user, account, client)
     assert client.get(reverse("portal:risk")).status_code == 200
     assert client.get(reverse("portal:orders")).status_code == 200
     assert client.get(reverse("portal:dashboard")).status_code == 200
+    client.force_login(staff_user)
+    profile = RiskProfile.objects.get(user=user)
+    for url in ("/admin/risk/riskprofile/", f"/admin/risk/riskprofile/{profile.pk}/change/", "/admin/trading/order/",
+                f"/admin/trading/order/{result.order.pk}/change/"):
+        assert client.get(url).status_code == 200, url
 
 
 # --------------------------------------------------------------------------- the portal

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import Any
 
 # The columns: numeric(32, 12), i.e. 20 digits before the point and 12 after.
@@ -90,10 +90,8 @@ def decimal_str(value: Decimal, places: int = DECIMAL_PLACES) -> str:
     """Any Decimal rounded to ``places`` as plain text without trailing zeros, whatever its
     size ("1E+25" -> "10000000000000000000000000"): the default context's 28 digits would
     make ``quantize`` raise InvalidOperation for values of 17 integer digits or more."""
-    if not value.is_finite():
+    if not value.is_finite() or value.adjusted() > 4 * MAX_DIGITS:  # no column holds it: no 10^9-digit text
         return str(value)
-    from decimal import Context
-
     prec = max(value.adjusted(), 0) + places + 2
     value = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN, context=Context(prec=prec))
     text = format(value, "f")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, time, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -32,7 +32,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
 from alpha_platform.common.errors import ApplicationError
-from alpha_platform.common.money import DECIMAL_PLACES, MAX_DIGITS
+from alpha_platform.common.money import DECIMAL_PLACES, MAX_DIGITS, decimal_input, decimal_str
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,12 @@ class OrderThrottle(_RatesFromSettings, UserRateThrottle):
 # --------------------------------------------------------------------------- fields
 class MoneyField(serializers.DecimalField):
     """Money, prices and quantities: a JSON string, never a float, without trailing
-    zeros ("0.01", not "0.010000000000")."""
+    zeros ("0.01", not "0.010000000000").
+
+    As input, a value must be one the platform may store (alpha_platform.common.money,
+    INPUT_*: at most 1,000,000,000 in size, 12 decimal places, 15 significant digits), or
+    the field answers 400 naming the limit. As output, any stored value is written out,
+    whatever its size (a row from before the bound must not make a read fail)."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_digits", MAX_DIGITS)
@@ -171,13 +176,19 @@ class MoneyField(serializers.DecimalField):
         kwargs["coerce_to_string"] = True
         super().__init__(**kwargs)
 
+    def validate_precision(self, value: Decimal) -> Decimal:
+        # Called by DecimalField.to_internal_value once the text parsed as a finite number;
+        # the platform's bound is stricter than max_digits/decimal_places.
+        try:
+            return decimal_input(value, label=self.field_name or "This value")
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc), code="decimal_bounds") from None
+
     def to_representation(self, value: Any) -> str | None:
         if value is None:
             return None
         value = Decimal(str(value)) if not isinstance(value, Decimal) else value
-        value = value.quantize(Decimal(1).scaleb(-self.decimal_places), rounding=ROUND_HALF_EVEN)
-        text = format(value.normalize(), "f")
-        return "0" if text in ("-0", "0") else text
+        return decimal_str(value, self.decimal_places)
 
 
 class ApiModelSerializer(serializers.ModelSerializer):

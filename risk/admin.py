@@ -6,6 +6,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from risk.forms import RiskProfileAdminForm
 from risk.models import KillSwitch, RiskEvent, RiskProfile
 from risk.services import (
     can_trip_global_halt,
@@ -18,6 +19,7 @@ from risk.services import (
 
 @admin.register(RiskProfile)
 class RiskProfileAdmin(admin.ModelAdmin):
+    form = RiskProfileAdminForm
     list_display = ("user", "max_leverage", "max_position_notional_usd", "max_total_exposure_percent",
                     "max_exchange_exposure_percent", "daily_loss_limit_percent", "monthly_llm_budget_usd",
                     "updated_at")

@@ -6,10 +6,12 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from alpha_platform.common.config import get_config
+from alpha_platform.common.money import decimal_input
 from alpha_platform.common.realtime import send_to_user_on_commit
 from risk.models import KillSwitch, RiskEvent, RiskProfile
 
@@ -60,9 +62,20 @@ def risk_profile_create(*, user: AbstractBaseUser) -> RiskProfile:
 
 @transaction.atomic
 def risk_profile_update(*, profile: RiskProfile, **changes: Any) -> RiskProfile:
+    """Raises ValidationError (field -> messages) for a bad value; nothing is saved then.
+    Every Decimal setting must be one the platform may store (money.decimal_input)."""
+    errors: dict[str, str] = {}
     for name, value in changes.items():
         if name not in {f for f in _DEFAULTS_MAP.values()}:
             raise ValueError(f"{name} is not an editable risk setting")
+        if value is not None and RiskProfile._meta.get_field(name).get_internal_type() == "DecimalField":
+            try:
+                changes[name] = decimal_input(value, field=name, label="This value")
+            except ValueError as exc:
+                errors[name] = str(exc)
+    if errors:
+        raise ValidationError(errors)
+    for name, value in changes.items():
         setattr(profile, name, value)
     profile.full_clean()
     profile.save()

@@ -15,8 +15,9 @@ from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.core.exceptions import ValidationError
 
 from agents.models import MIN_INTERVAL_SECONDS
-from alpha_platform.common.config import get_config
 from alpha_platform import login_throttle
+from alpha_platform.common.config import get_config
+from alpha_platform.common.validators import BoundedDecimalsMixin
 from exchanges.credentials import clean_credentials
 from exchanges.forms import CREDENTIAL_FIELDS
 from risk.models import RiskProfile
@@ -130,26 +131,26 @@ def _percent(label: str, help_text: str) -> forms.DecimalField:
                               help_text=help_text)
 
 
-class RiskProfileForm(forms.Form):
+class RiskProfileForm(BoundedDecimalsMixin, forms.Form):
     """The profile in a person's units: shares of equity as percentages (the model keeps
-    fractions, 0.15 = 15%)."""
+    fractions, 0.15 = 15%). Amounts are bounded as the API's are (money.INPUT_*)."""
 
     max_leverage = forms.IntegerField(min_value=1, max_value=125)
     max_position_notional_usd = forms.DecimalField(label="Max position per symbol (USD)", min_value=0,
-                                                   max_digits=20, decimal_places=2)
+                                                   max_digits=None, decimal_places=2)
     max_position_percent = _percent("Max position per symbol", "Largest position per symbol, share of equity.")
     max_total_exposure_percent = _percent("Max total exposure", "All positions on all accounts, share of equity.")
     max_exchange_exposure_percent = _percent("Max exposure per venue", "Positions on one venue, share of equity.")
     daily_loss_limit_percent = _percent("Daily loss limit",
                                         "A loss this large today (UTC) trips your kill switch.")
-    min_notional_usd = forms.DecimalField(label="Min order notional (USD)", min_value=0, max_digits=20,
+    min_notional_usd = forms.DecimalField(label="Min order notional (USD)", min_value=0, max_digits=None,
                                           decimal_places=2)
     max_open_positions = forms.IntegerField(min_value=0, max_value=1000)
     max_orders_per_minute = forms.IntegerField(min_value=0, max_value=10000)
     max_orders_per_hour = forms.IntegerField(min_value=0, max_value=1000000)
     loss_cooldown_seconds = forms.IntegerField(min_value=0, max_value=86400 * 7,
                                                help_text="No new position this long after a losing close.")
-    monthly_llm_budget_usd = forms.DecimalField(label="Monthly LLM budget (USD)", min_value=0, max_digits=20,
+    monthly_llm_budget_usd = forms.DecimalField(label="Monthly LLM budget (USD)", min_value=0, max_digits=None,
                                                 decimal_places=2)
     allowed_symbols = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
                                                 help_text="Symbols orders may be placed on; none allows none.")

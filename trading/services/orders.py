@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from alpha_platform.common.config import get_config
 from alpha_platform.common.errors import ApplicationError, CredentialsError
-from alpha_platform.common.money import dec_str, to_decimal
+from alpha_platform.common.money import dec_str, decimal_input
 from exchanges.adapters.base import ExchangeTrader, OrderRequest, OrderSide, OrderType, PositionSide
 from exchanges.adapters.errors import (
     ExchangeError,
@@ -131,7 +131,7 @@ def _validate(*, account: ExchangeAccount, symbol: str, side: str, position_side
             values[name] = None
             continue
         try:
-            value = to_decimal(raw, field=name)
+            value = decimal_input(raw, field=name, label=name.replace("_", " ").capitalize())
         except ValueError as exc:
             errors[name] = str(exc)
             continue

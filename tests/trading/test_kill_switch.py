@@ -156,3 +156,28 @@ def test_equity_figures_cost_one_query_and_value_every_account(user, django_asse
     assert equity_figures(user=user, now=now) == (D("4106"), D("4500"))
     # One account read live replaces its snapshot.
     assert equity_figures(user=user, now=now, live=(accounts[0], D("800"))) == (D("4006"), D("4500"))
+
+
+def test_a_close_the_gate_refuses_does_not_stop_the_others(user, market, monkeypatch):
+    """One position whose close is refused as malformed (here: a size beyond the input bounds,
+    as a venue could report) is reported, and the account's other positions still close."""
+    import trading.services.kill_switch as ks
+    from django.core.exceptions import ValidationError
+
+    paper = make_account(user, name="p1")
+    assert submit(paper, "BTC/USDT", "BUY", "LONG", "0.02").order.status == "FILLED"
+    assert submit(paper, "ETH/USDT", "BUY", "LONG", "0.5").order.status == "FILLED"
+    real = ks.order_submit
+
+    def refusing(**kw):
+        if kw["symbol"] == "BTC/USDT":
+            raise ValidationError({"quantity": "quantity must be at most 1,000,000,000."})
+        return real(**kw)
+
+    monkeypatch.setattr(ks, "order_submit", refusing)
+    switch = kill_switch_trip(user=user, label="user:alice", reason="stop", by=user)
+
+    open_symbols = set(Position.objects.filter(owner=user, status="open").values_list("symbol", flat=True))
+    assert open_symbols == {"BTC/USDT"}
+    report = switch.summary["accounts"][0] if "accounts" in switch.summary else switch.summary
+    assert "BTC/USDT" in str(report) and "at most 1,000,000,000" in str(report)

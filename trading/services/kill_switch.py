@@ -8,7 +8,9 @@ import logging
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 
+from alpha_platform.common.errors import ApplicationError
 from exchanges.adapters.errors import ExchangeError
 from exchanges.models import ExchangeAccount
 from exchanges.services import trader_for_account
@@ -50,9 +52,14 @@ def account_flatten(*, account: ExchangeAccount, actor: str) -> dict[str, Any]:
             report["errors"].append(f"positions: {exc.message}")
         for position in positions:
             closing_side = "SELL" if str(position.side) == "LONG" else "BUY"
-            result = order_submit(account=account, symbol=position.symbol, side=closing_side,
-                                  position_side=str(position.side), quantity=position.size, reduce_only=True,
-                                  source=Order.Source.SYSTEM, actor=actor, trader=trader)
+            try:
+                result = order_submit(account=account, symbol=position.symbol, side=closing_side,
+                                      position_side=str(position.side), quantity=position.size, reduce_only=True,
+                                      source=Order.Source.SYSTEM, actor=actor, trader=trader)
+            except (ValidationError, ApplicationError) as exc:  # one position refused: close the others
+                text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else exc.message
+                report["errors"].append(f"close {position.symbol}: {text}")
+                continue
             if result.order.status == Order.Status.FILLED:
                 report["closed"] += 1
             else:

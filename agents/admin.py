@@ -135,6 +135,8 @@ class DecisionAdmin(admin.ModelAdmin):
 
 
 class LLMCredentialForm(forms.ModelForm):
+    base_url = forms.URLField(required=False, assume_scheme="https", max_length=200)
+
     class Meta:
         model = LLMCredential
         fields = ("owner", "base_url")

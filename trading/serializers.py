@@ -12,6 +12,7 @@ from exchanges.api import AccountBriefSerializer, venue_choices, venue_order_cap
 from exchanges.models import ExchangeAccount
 from risk.models import KillSwitch, RiskEvent
 from trading.models import Order, Position, PositionSide, Side
+from trading.selectors import order_actor_for
 from trading.services.orders import CLIENT_ID, RESERVED_PREFIX, client_order_id_error
 
 TIME_IN_FORCE = ["GTC", "IOC", "FOK", "ALO"]
@@ -29,6 +30,8 @@ class OrderSerializer(ApiModelSerializer):
     venue = serializers.CharField(source="account.venue", read_only=True)
     risk = RiskVerdictSerializer(source="risk_event", read_only=True, allow_null=True,
                                  help_text="The risk gate's verdict on this order.")
+    actor = serializers.SerializerMethodField(
+        help_text='Who placed it: "agent:<id>", "user:<id>", or "an operator" for staff acting on your account.')
 
     class Meta:
         model = Order
@@ -37,6 +40,10 @@ class OrderSerializer(ApiModelSerializer):
                   "leverage", "status", "executed_quantity", "executed_price", "fees", "fee_currency", "error",
                   "source", "actor", "parent", "risk", "created_at", "submitted_at", "closed_at", "updated_at"]
         read_only_fields = fields
+
+    def get_actor(self, order: Order) -> str:
+        request = self.context.get("request")
+        return order_actor_for(order, getattr(request, "user", None))
 
 
 class OrderCreateSerializer(serializers.Serializer):

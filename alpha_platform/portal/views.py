@@ -429,7 +429,8 @@ def order_detail(request, pk: int):
     order = get_object_or_404(Order.objects.select_related("account", "risk_event", "parent"), pk=pk,
                               owner=request.user)
     return _page(request, "portal/order_detail.html", {
-        "order": order, "fills": order.fills.all(), "children": order.attached_orders.all(),
+        "order": order, "actor": trading_selectors.order_actor_for(order, request.user), "fills": order.fills.all(),
+        "children": order.attached_orders.all(),
         "tool_calls": order.tool_calls.select_related("decision__agent")})
 
 

@@ -307,3 +307,24 @@ def test_agent_and_account_actions_on_other_users_need_change_permission(client,
     assert agent.status == AgentConfig.Status.PAUSED and STAFF_NAME not in agent.status_reason
     client.post("/admin/exchanges/exchangeaccount/", {"action": "test_connection", "_selected_action": [account.pk]})
     assert ExchangeAccount.objects.get(pk=account.pk).last_checked_at != checked
+
+
+def test_an_order_staff_placed_for_the_user_says_an_operator(client, staff, user, victim_account, binance):
+    """The order a staff member placed on the user's account is the user's to see, but not who
+    placed it: the API and the portal say "an operator"; the admin, for staff, keeps the name."""
+    staff = grant(staff, "trading.add_order", "trading.place_order_for_others", "trading.view_order")
+    client.force_login(staff)
+    assert client.post(ORDER_FORM, order_form(victim_account)).status_code == 302
+    order = Order.objects.get()
+    assert STAFF_NAME in order.actor  # the record keeps who, for the operators
+
+    listed = api_for(user).get("/api/orders/").json()
+    rows = listed["results"] if isinstance(listed, dict) else listed
+    assert [r["actor"] for r in rows] == ["an operator"]
+    assert STAFF_NAME not in api_for(user).get(f"/api/orders/{order.pk}/").content.decode()
+    client.force_login(user)
+    page = client.get(f"/orders/{order.pk}/").content.decode()
+    assert "an operator" in page and STAFF_NAME not in page
+
+    client.force_login(staff)
+    assert STAFF_NAME in client.get(f"/admin/trading/order/{order.pk}/change/").content.decode()

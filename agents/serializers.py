@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agents.models import MIN_INTERVAL_SECONDS, AgentConfig, Decision, LLMCredential, ToolCall
+from agents.services import llm_base_url_check
 from alpha_platform.api_common import ApiModelSerializer, MoneyField
 from alpha_platform.common.config import get_config
 from exchanges.api import AccountBriefSerializer
@@ -138,18 +140,10 @@ class LLMCredentialSerializer(serializers.Serializer):
 
     def validate_base_url(self, value: str) -> str:
         """https on a public address, or a host the operator allows (LLM_ALLOWED_HOSTS)."""
-        from django.conf import settings
-
-        from alpha_platform.common import outbound
-
-        value = (value or "").strip()
-        if value:
-            try:
-                outbound.check_url(value, allowed=outbound.allowed_hosts(settings.LLM_ALLOWED_HOSTS,
-                                                                         settings.OPENAI_BASE_URL))
-            except outbound.OutboundRefused as exc:
-                raise serializers.ValidationError(f"This model server URL is not allowed: {exc}") from None
-        return value
+        try:
+            return llm_base_url_check(value)
+        except ValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict["base_url"]) from None
 
     @staticmethod
     def state(credential: LLMCredential | None) -> dict[str, Any]:

@@ -48,3 +48,18 @@ def market(db):
     runtime.extra["market"] = fixed
     yield fixed
     runtime.extra.pop("market", None)
+
+
+@pytest.fixture
+def llm(settings):
+    """A fake OpenAI-compatible server that the real openai client talks to, set as the
+    platform's model server (``OPENAI_BASE_URL``, which the outbound check allows as the
+    operator's own), with no retries and a short timeout."""
+    from tests.fakes.openai_server import USER_KEY, FakeOpenAIServer
+
+    with FakeOpenAIServer(api_key=USER_KEY) as server:
+        settings.OPENAI_BASE_URL = server.url + "/v1"
+        settings.OPENAI_API_KEY = USER_KEY
+        settings.LLM_MAX_RETRIES = 0
+        settings.LLM_TIMEOUT_SECONDS = 5
+        yield server

@@ -20,22 +20,12 @@ from agents.services import (
 from agents.tasks import agent_tick_task
 from risk.models import RiskProfile
 from tests.factories import make_agent
-from tests.fakes.openai_server import FakeOpenAIServer
+from tests.fakes.openai_server import USER_KEY
 from trading.models import Order, Position
 from trading.services import kill_switch_trip
 
 pytestmark = pytest.mark.django_db
-KEY = "sk-user-own-key-0123456789abcdef"
-
-
-@pytest.fixture
-def llm(settings):
-    with FakeOpenAIServer(api_key=KEY) as server:
-        settings.OPENAI_BASE_URL = server.url + "/v1"
-        settings.OPENAI_API_KEY = KEY
-        settings.LLM_MAX_RETRIES = 0
-        settings.LLM_TIMEOUT_SECONDS = 5
-        yield server
+KEY = USER_KEY
 
 
 def gpt_agent(user, **kw):

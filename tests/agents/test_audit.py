@@ -24,21 +24,17 @@ from agents.tasks import agent_tick_task
 from risk.models import RiskEvent, RiskProfile
 from tests.factories import make_agent
 from tests.fakes import hostile_replies as hostile
-from tests.fakes.openai_server import FakeOpenAIServer
+from tests.fakes.openai_server import USER_KEY
 from trading.models import Order
 
-KEY = "sk-user-own-key-0123456789abcdef"
+KEY = USER_KEY
 MODEL = "gpt-4o-mini"
 
 
 @pytest.fixture
-def llm(settings):
-    with FakeOpenAIServer(api_key=KEY) as server:
-        settings.OPENAI_BASE_URL = server.url + "/v1"
-        settings.OPENAI_API_KEY = KEY
-        settings.LLM_MAX_RETRIES = 0
-        settings.LLM_TIMEOUT_SECONDS = 30
-        yield server
+def llm(llm, settings):
+    settings.LLM_TIMEOUT_SECONDS = 30
+    return llm
 
 
 def gpt_agent(user, **kw):

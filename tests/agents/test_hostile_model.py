@@ -14,23 +14,13 @@ from agents.graph.toolspec import MAX_CONTENT_CHARS
 from agents.models import Decision, ToolCall
 from agents.services import agent_decision_run
 from tests.factories import make_agent
-from tests.fakes.openai_server import FakeOpenAIServer
+from tests.fakes.openai_server import USER_KEY
 from trading.models import Order
 
 pytestmark = pytest.mark.django_db
-KEY = "sk-hostile-model-key-0123456789"
+KEY = USER_KEY
 OPEN = ('{"symbol": "BTC/USDT", "quantity": null, "usd_notional": %s, "leverage": %s, "stop_loss": null, '
         '"take_profit": null, "order_type": "market", "limit_price": null}')
-
-
-@pytest.fixture
-def llm(settings):
-    with FakeOpenAIServer(api_key=KEY) as server:
-        settings.OPENAI_BASE_URL = server.url + "/v1"
-        settings.OPENAI_API_KEY = KEY
-        settings.LLM_MAX_RETRIES = 0
-        settings.LLM_TIMEOUT_SECONDS = 5
-        yield server
 
 
 def gpt_agent(user):

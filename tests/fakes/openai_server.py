@@ -71,6 +71,9 @@ def _estimate(text: str) -> int:
     return max(1, len(text) // 4)
 
 
+USER_KEY = "sk-user-own-key-0123456789abcdef"  # the key tests give agents and users
+
+
 class FakeOpenAIServer:
     def __init__(self, api_key: str = "sk-fake-test-key", model: str = "gpt-4o-mini") -> None:
         self.api_key = api_key

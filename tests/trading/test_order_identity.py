@@ -21,13 +21,13 @@ from exchanges.adapters.base import OrderRequest, OrderSide, OrderType, Position
 from exchanges.services import adapter_runtime, trader_for_account
 from risk.models import RiskEvent, RiskProfile
 from tests.factories import UserFactory, make_account, make_agent
-from tests.fakes.openai_server import FakeOpenAIServer
+from tests.fakes.openai_server import USER_KEY
 from trading.models import Order
 from trading.services import account_reconcile, kill_switch_trip
 from trading.services.orders import RESERVED_MESSAGE
 
 pytestmark = pytest.mark.django_db
-KEY = "sk-user-own-key-0123456789abcdef"
+KEY = USER_KEY
 ROUNDS = 40
 TIMES = ("created_at", "submitted_at", "closed_at", "updated_at")
 
@@ -136,14 +136,6 @@ def test_two_users_racing_the_same_client_id_each_get_an_order_of_their_own(user
 
 
 # --------------------------------------------------------------------------- the reserved prefix
-@pytest.fixture
-def llm(settings):
-    with FakeOpenAIServer(api_key=KEY) as server:
-        settings.OPENAI_BASE_URL = server.url + "/v1"
-        settings.OPENAI_API_KEY = KEY
-        settings.LLM_MAX_RETRIES = 0
-        settings.LLM_TIMEOUT_SECONDS = 5
-        yield server
 
 
 def test_nobody_can_take_an_agents_next_client_ids(user, other_user, market, llm):

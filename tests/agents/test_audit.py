@@ -37,6 +37,17 @@ def llm(llm, settings):
     return llm
 
 
+def closing(fn):
+    """A thread's target that closes the thread's own database connection when done (on
+    PostgreSQL an open one keeps the test database from being dropped)."""
+    def run():
+        try:
+            fn()
+        finally:
+            connection.close()
+    return run
+
+
 def gpt_agent(user, **kw):
     return make_agent(user, model_name=MODEL, symbols=["BTC/USDT"], instructions="Trade.", **kw)
 
@@ -184,8 +195,8 @@ def test_a_slow_model_is_cut_off_at_the_time_limit_and_the_lock_is_held_througho
     llm.script(llm.forever(llm.delayed(llm.reply("hold"), DELAY)))
     redis, key = cache.client.get_client(write=True), cache.make_key(f"lock:agent:{agent.pk}")
     results = {}
-    worker = threading.Thread(target=lambda: results.setdefault("a", agent_tick_task.apply(
-        args=[agent.pk], task_id="tick-a").get()))
+    worker = threading.Thread(target=closing(lambda: results.setdefault("a", agent_tick_task.apply(
+        args=[agent.pk], task_id="tick-a").get())))
     worker.start()
     assert _wait_for(lambda: redis.exists(key)), "the tick never took its lock"
     skipped, first = [], time.monotonic()
@@ -212,8 +223,8 @@ def test_a_decision_that_loses_its_lock_sends_no_order(user, market, llm, settin
     agent = gpt_agent(user)
     llm.script(hostile.open_long(llm, delay=1.5), llm.forever(llm.reply("done")))
     results = {}
-    worker = threading.Thread(target=lambda: results.setdefault("a", agent_tick_task.apply(
-        args=[agent.pk], task_id="tick-lost").get()))
+    worker = threading.Thread(target=closing(lambda: results.setdefault("a", agent_tick_task.apply(
+        args=[agent.pk], task_id="tick-lost").get())))
     worker.start()
     assert _wait_for(lambda: llm.requests)
     # The lock is taken over (as if it had expired and another worker's tick had taken it).
@@ -233,7 +244,7 @@ def test_a_late_save_never_rewrites_a_decision_the_sweep_closed(user, market, ll
     settings.AGENT_TICK_TIME_LIMIT = 30
     agent = gpt_agent(user)
     llm.script(llm.delayed(llm.reply("hold"), 1.5))
-    worker = threading.Thread(target=lambda: agent_decision_run(agent=agent))
+    worker = threading.Thread(target=closing(lambda: agent_decision_run(agent=agent)))
     worker.start()
     assert _wait_for(lambda: llm.requests)
     decision = Decision.objects.get(agent=agent)
@@ -281,8 +292,11 @@ def test_a_tick_delivered_twice_at_once_makes_one_decision_and_one_order(user, m
         barrier, results = threading.Barrier(2), []
 
         def deliver(n=n, barrier=barrier, results=results):
-            barrier.wait()
-            results.append(agent_tick_task.apply(args=[agent.pk], task_id=f"dup-{n}").get())
+            try:
+                barrier.wait()
+                results.append(agent_tick_task.apply(args=[agent.pk], task_id=f"dup-{n}").get())
+            finally:
+                connection.close()  # this thread's own connection (PostgreSQL: else it outlives the test)
 
         threads = [threading.Thread(target=deliver) for _ in range(2)]
         [t.start() for t in threads]

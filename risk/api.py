@@ -18,7 +18,7 @@ from alpha_platform.api_common import (
 )
 from alpha_platform.common.config import get_config
 from risk.models import RiskEvent, RiskProfile
-from risk.services import risk_profile_update
+from risk.services import actor_for_viewer, risk_profile_update
 
 EDITABLE = ["max_leverage", "max_position_notional_usd", "max_position_percent", "max_total_exposure_percent",
             "max_exchange_exposure_percent", "daily_loss_limit_percent", "min_notional_usd", "allowed_symbols",
@@ -84,10 +84,17 @@ class RiskProfileView(APIView):
 
 
 class RiskEventSerializer(ApiModelSerializer):
+    actor = serializers.SerializerMethodField(
+        help_text='Who asked: "agent:<id>", "user:<id>", "system", or "an operator" for staff acting for you.')
+
     class Meta:
         model = RiskEvent
         fields = ["id", "created_at", "kind", "allowed", "rule", "message", "details", "symbol", "venue", "actor"]
         read_only_fields = fields
+
+    def get_actor(self, event: RiskEvent) -> str:
+        request = self.context.get("request")
+        return actor_for_viewer(event.actor, getattr(request, "user", None))
 
 
 @extend_schema_view(

@@ -103,6 +103,19 @@ def risk_event_record(*, user: AbstractBaseUser, allowed: bool, rule: str, messa
 #: operator): never a staff user's name. Staff pages read ``tripped_by``/``lifted_by``.
 OPERATOR_LABEL = "an operator"
 GLOBAL_HALT_PERMISSION = "risk.trip_global_halt"
+#: Actor labels that name a staff user (the admin's order form, staff trips of the global halt).
+STAFF_ACTOR_PREFIXES = ("admin:", "staff:")
+
+
+def actor_for_viewer(actor: str, viewer: AbstractBaseUser | None) -> str:
+    """An order's or a risk event's actor as ``viewer`` may see it: a staff user's name is
+    "an operator" to everyone but that staff user (the admin shows the stored value)."""
+    actor = actor or ""
+    if actor.startswith(STAFF_ACTOR_PREFIXES):
+        name = actor.split(":", 1)[1]
+        if viewer is None or name != viewer.get_username():
+            return OPERATOR_LABEL
+    return actor
 
 
 def acts_for_other(*, user: AbstractBaseUser, by: AbstractBaseUser | None) -> bool:

@@ -18,7 +18,7 @@ from django.utils import timezone
 from alpha_platform.common.money import dec_str
 from exchanges.models import ExchangeAccount
 from risk.models import RiskProfile
-from risk.services import OPERATOR_LABEL, global_halt_active, user_halt_active
+from risk.services import actor_for_viewer, global_halt_active, user_halt_active
 from trading.models import BalanceSnapshot, Fill, Order, Position
 from trading.services.snapshot import equity_figures
 
@@ -158,15 +158,8 @@ def open_order_count(*, user) -> int:
     return Order.objects.filter(owner=user).filter(Q(status__in=Order.OPEN_STATUSES)).count()
 
 
-STAFF_ACTOR_PREFIXES = ("admin:", "staff:")
-
 
 def order_actor_for(order: Order, viewer: Any) -> str:
     """Who placed ``order``, as ``viewer`` may see it: a staff member who acted on someone
     else's account is "an operator" to that user (the admin keeps the name, for staff)."""
-    actor = order.actor or ""
-    if actor.startswith(STAFF_ACTOR_PREFIXES):
-        name = actor.split(":", 1)[1]
-        if viewer is None or name != viewer.get_username():
-            return OPERATOR_LABEL
-    return actor
+    return actor_for_viewer(order.actor, viewer)

@@ -124,7 +124,6 @@ def agents_halt_for_user(*, user_id: int, reason: str) -> int:
     return len(agents)
 
 
-@transaction.atomic
 def llm_base_url_check(base_url: str) -> str:
     """A user's own model server URL, stripped, or a ValidationError saying why it is refused
     (every door that saves one calls this; it is checked again before every call, since the
@@ -145,11 +144,12 @@ def llm_credential_set(*, owner: AbstractBaseUser, api_key: str, base_url: str =
     api_key = (api_key or "").strip()
     if len(api_key) < 8:
         raise ValidationError({"api_key": "The API key looks too short."})
-    base_url = llm_base_url_check(base_url)
-    credential, _ = LLMCredential.objects.get_or_create(owner=owner)
-    credential.api_key_encrypted = crypto.encrypt_json({"api_key": api_key})
-    credential.api_key_hint = f"…{api_key[-4:]}"
-    credential.base_url = base_url
-    credential.full_clean()
-    credential.save()
+    base_url = llm_base_url_check(base_url)  # resolves the host: outside the transaction (no lock held)
+    with transaction.atomic():
+        credential, _ = LLMCredential.objects.get_or_create(owner=owner)
+        credential.api_key_encrypted = crypto.encrypt_json({"api_key": api_key})
+        credential.api_key_hint = f"…{api_key[-4:]}"
+        credential.base_url = base_url
+        credential.full_clean()
+        credential.save()
     return credential

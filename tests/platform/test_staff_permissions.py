@@ -322,6 +322,10 @@ def test_an_order_staff_placed_for_the_user_says_an_operator(client, staff, user
     rows = listed["results"] if isinstance(listed, dict) else listed
     assert [r["actor"] for r in rows] == ["an operator"]
     assert STAFF_NAME not in api_for(user).get(f"/api/orders/{order.pk}/").content.decode()
+    events = api_for(user).get("/api/risk-events/").json()
+    events = events["results"] if isinstance(events, dict) else events
+    assert events and all(e["actor"] == "an operator" for e in events), events
+    assert STAFF_NAME not in api_for(user).get("/api/risk-events/").content.decode()
     client.force_login(user)
     page = client.get(f"/orders/{order.pk}/").content.decode()
     assert "an operator" in page and STAFF_NAME not in page

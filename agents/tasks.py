@@ -15,10 +15,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import task_revoked
 from django.conf import settings
 from django.db import close_old_connections
-from django.utils import timezone
 
 from agents.models import AgentConfig, Decision
-from agents.services import agent_tick_run, decision_skip, decisions_close_abandoned
+from agents.services import agent_tick_run, decision_close_overdue, decision_skip, decisions_close_abandoned
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +32,9 @@ def agent_tick_task(self, agent_id: int, trigger: str = Decision.Trigger.SCHEDUL
         return agent_tick_run(agent_id=agent_id, trigger=trigger, tick_id=self.request.id, started=started)
     except SoftTimeLimitExceeded:
         logger.error("agent %s tick exceeded its time limit", agent_id)
-        Decision.objects.filter(agent_id=agent_id, tick_id=self.request.id, status=Decision.Status.RUNNING).update(
-            status=Decision.Status.ERROR, error="The tick exceeded its time limit.", finished_at=timezone.now())
+        for decision in Decision.objects.filter(agent_id=agent_id, tick_id=self.request.id,
+                                                status=Decision.Status.RUNNING):
+            decision_close_overdue(decision=decision, reason="The tick exceeded its time limit.")
         return None
 
 

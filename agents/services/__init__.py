@@ -20,6 +20,7 @@ from agents.services.decision import (
     decision_close_overdue,
     decision_close_skipped,
     decision_skip,
+    decision_tool_calls_link,
     decisions_close_abandoned,
 )
 from agents.services.lifecycle import (
@@ -42,6 +43,6 @@ __all__ = [
     "ABANDONED_ERROR", "EDITABLE", "REDELIVERED_ERROR", "TICK_TASK", "AgentLock", "DecisionAudit", "MonthlyBudget",
     "_llm_for", "_pricing_table", "_shared_http_client", "agent_create", "agent_decision_run", "agent_delete",
     "agent_lock_key", "agent_pause", "agent_resume", "agent_schedule_sync", "agent_tick_run", "agent_update",
-    "agents_halt_for_user", "decision_close_overdue", "decision_close_skipped", "decision_skip", "decisions_close_abandoned", "json_safe",
+    "agents_halt_for_user", "decision_close_overdue", "decision_close_skipped", "decision_skip", "decision_tool_calls_link", "decisions_close_abandoned", "json_safe",
     "llm_base_url_check", "llm_credential_set", "llm_spend", "month_start",
 ]

@@ -209,6 +209,7 @@ def decision_close_overdue(*, decision: Decision, reason: str) -> bool:
             status=Decision.Status.ERROR, error=reason, summary=f"error: {reason[:200]}", finished_at=now)
         if updated:
             decision.refresh_from_db()
+            decision_tool_calls_link(decision=decision)
             _decision_event(decision)
     return bool(updated)
 
@@ -369,11 +370,34 @@ def decisions_close_abandoned(*, now: datetime | None = None) -> int:
                 finished_at=now)
             if updated:
                 decision.refresh_from_db()
+                decision_tool_calls_link(decision=decision)
                 _decision_event(decision)
                 closed += 1
     if closed:
         logger.warning("closed %s decision(s) abandoned by a stopped worker", closed)
     return closed
+
+
+def decision_tool_calls_link(*, decision: Decision) -> int:
+    """Link each order tool call of a closed-by-others decision to the order it placed: a
+    worker that died (or a time limit that fired) between ``order_submit`` and the tool
+    call's update leaves the row ``pending`` without its order. The order is found by its
+    client order id, derived from the decision and the tool call's index."""
+    linked = 0
+    rows = ToolCall.objects.filter(decision=decision, order__isnull=True, name__in=ORDER_TOOLS).exclude(
+        status=ToolCall.Status.INVALID)
+    for call in rows:
+        cid = client_order_id_for(decision_id=decision.pk, index=call.index)
+        order = Order.objects.filter(account_id=decision.agent.account_id, client_order_id=cid).first()
+        if order is None:
+            continue
+        fields: dict[str, Any] = {"order": order, "risk_event_id": order.risk_event_id}
+        if call.status == ToolCall.Status.PENDING:
+            fields.update(status=ToolCall.Status.ERROR, result={
+                "error": "the decision stopped before this call's outcome was recorded",
+                "order_id": order.pk, "order_status": order.status})
+        linked += ToolCall.objects.filter(pk=call.pk, order__isnull=True).update(**fields)
+    return linked
 
 
 def _finish_error(decision: Decision, error: str) -> Decision:
@@ -383,6 +407,7 @@ def _finish_error(decision: Decision, error: str) -> Decision:
                 status=Decision.Status.ERROR, error=error, summary=f"error: {error[:200]}",
                 finished_at=timezone.now()):
             decision.refresh_from_db()
+            decision_tool_calls_link(decision=decision)
             _decision_event(decision)
         else:
             decision.refresh_from_db()

@@ -267,6 +267,36 @@ def test_a_redelivered_tick_makes_one_decision(user, market, llm):
 
 
 @pytest.mark.django_db
+@pytest.mark.django_db
+def test_a_worker_dying_between_the_order_and_its_tool_call_update_is_linked_by_the_sweep(
+        user, market, llm, monkeypatch):
+    """The order is placed (FILLED) and the process dies before the tool call learns its id:
+    whoever closes the decision (here the sweep) links the pending tool call to its order."""
+    from agents import context
+
+    agent = gpt_agent(user)
+    llm.script(hostile.open_long(llm), llm.forever(llm.reply("done")))
+    real = context.order_submit
+
+    def placed_then_killed(**kw):
+        real(**kw)
+        raise WorkerKilled()
+
+    monkeypatch.setattr(context, "order_submit", placed_then_killed)
+    with pytest.raises(WorkerKilled):
+        agent_decision_run(agent=agent)
+    decision = Decision.objects.get(agent=agent)
+    call = ToolCall.objects.get(decision=decision, index=0)
+    assert call.status == ToolCall.Status.PENDING and call.order is None
+    assert Order.objects.get(parent__isnull=True).status == "FILLED"
+
+    assert decisions_close_abandoned(now=decision.deadline_at + timedelta(minutes=5)) == 1
+    assert_orders_audited(decision)
+    call.refresh_from_db()
+    assert call.status == ToolCall.Status.ERROR and call.result["order_status"] == "FILLED"
+    assert call.risk_event_id == call.order.risk_event_id is not None
+
+
 def test_a_tick_redelivered_after_its_worker_died_closes_the_old_decision_and_runs_nothing(user, market, llm):
     agent = gpt_agent(user)
     llm.script(llm.forever(llm.reply("hold")))

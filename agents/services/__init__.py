@@ -8,7 +8,7 @@
 - ``decision``: one tick and one decision, its final record, the abandoned-decision sweep.
 """
 
-from agents.services.audit import DecisionAudit, json_safe
+from agents.services.audit import DecisionAudit
 from agents.services.decision import (
     ABANDONED_ERROR,
     REDELIVERED_ERROR,
@@ -43,6 +43,7 @@ __all__ = [
     "ABANDONED_ERROR", "EDITABLE", "REDELIVERED_ERROR", "TICK_TASK", "AgentLock", "DecisionAudit", "MonthlyBudget",
     "_llm_for", "_pricing_table", "_shared_http_client", "agent_create", "agent_decision_run", "agent_delete",
     "agent_lock_key", "agent_pause", "agent_resume", "agent_schedule_sync", "agent_tick_run", "agent_update",
-    "agents_halt_for_user", "decision_close_overdue", "decision_close_skipped", "decision_skip", "decision_tool_calls_link", "decisions_close_abandoned", "json_safe",
-    "llm_base_url_check", "llm_credential_set", "llm_spend", "month_start",
+    "agents_halt_for_user", "decision_close_overdue", "decision_close_skipped", "decision_skip",
+    "decision_tool_calls_link", "decisions_close_abandoned", "llm_base_url_check", "llm_credential_set",
+    "llm_spend", "month_start",
 ]

@@ -4,14 +4,13 @@ happen (the graph's ``DecisionRecorder`` port), with values made safe for their 
 from __future__ import annotations
 
 import logging
-import math
-from datetime import datetime
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
 from django.db import transaction
 
 from agents.models import Decision, ToolCall
+from alpha_platform.common.safe_json import clean_text, json_safe
 
 logger = logging.getLogger(__name__)
 
@@ -19,54 +18,7 @@ logger = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- storage-safe values
 INT_COLUMN_MAX = 2_147_483_647  # PositiveIntegerField on PostgreSQL
 SMALL_COLUMN_MAX = 32_767  # PositiveSmallIntegerField
-JSON_MAX_STR = 20_000  # characters per string inside an audit JSON value
-JSON_MAX_ITEMS = 500  # items per list / keys per object
-JSON_MAX_DEPTH = 24
 COST_MAX = Decimal("1e9")
-
-
-def clean_text(value: str, limit: int) -> str:
-    """PostgreSQL refuses NUL characters and lone surrogates in text and jsonb: replace them."""
-    text = value.replace("\x00", "\ufffd")
-    if len(text) > limit:
-        text = text[:limit] + f"…[{len(value) - limit} characters cut]"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return text
-
-
-def json_safe(value: Any, *, max_str: int = JSON_MAX_STR, _depth: int = 0) -> Any:
-    """A copy of ``value`` that every database stores as JSON: no NaN/Infinity (PostgreSQL
-    jsonb refuses them; they become strings), no NUL or lone surrogates, Decimals and
-    other objects as text, strings, lists and objects bounded."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return value if -(2 ** 63) < value < 2 ** 63 else str(value)[:64]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, str):
-        return clean_text(value, max_str)
-    if _depth >= JSON_MAX_DEPTH:
-        return "…[nested too deep]"
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for i, (key, item) in enumerate(value.items()):
-            if i >= JSON_MAX_ITEMS:
-                out["…"] = f"[{len(value) - JSON_MAX_ITEMS} keys cut]"
-                break
-            out[clean_text(str(key), 200)] = json_safe(item, max_str=max_str, _depth=_depth + 1)
-        return out
-    if isinstance(value, (list, tuple)):
-        items = [json_safe(item, max_str=max_str, _depth=_depth + 1) for item in list(value)[:JSON_MAX_ITEMS]]
-        if len(value) > JSON_MAX_ITEMS:
-            items.append(f"…[{len(value) - JSON_MAX_ITEMS} items cut]")
-        return items
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return clean_text(str(value), max_str)
 
 
 def _count(value: Any, top: int = INT_COLUMN_MAX) -> int:

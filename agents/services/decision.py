@@ -22,11 +22,12 @@ from agents.graph.toolspec import ORDER_TOOLS
 from agents.llm import make_llm
 from agents.models import AgentConfig, Decision, LLMCredential, ToolCall
 from agents.pricing import load_pricing
-from agents.services.audit import DecisionAudit, clean_text, json_safe
+from agents.services.audit import DecisionAudit
 from agents.services.lock import AgentLock
 from agents.services.spend import MonthlyBudget
 from alpha_platform.common.errors import CredentialsError
 from alpha_platform.common.realtime import send_to_user_on_commit
+from alpha_platform.common.safe_json import clean_text, json_safe
 from exchanges.services import trader_for_account
 from risk.models import RiskProfile
 from risk.services import user_halt_active

@@ -237,3 +237,13 @@ def test_run_agent_command_prints_the_summary(user, market, llm, capsys):
     assert "executed" in out and "open_long" in out and "risk all" in out and "FILLED" in out
     with pytest.raises(CommandError, match="No agent with id 999999"):
         call_command("run_agent", "999999")
+    # It takes the agent's lock: while a tick holds it, the command records a skip and trades nothing.
+    from agents.services import AgentLock
+
+    held = AgentLock(agent.pk)
+    assert held.acquire()
+    try:
+        call_command("run_agent", str(agent.pk))
+    finally:
+        held.release()
+    assert "skipped" in capsys.readouterr().out and len(llm.requests) == 2

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from alpha_platform.common.money import dec_str
+from alpha_platform.common.safe_json import json_safe
 from exchanges.adapters.base import Balance, OrderResult
 from exchanges.adapters.base import Position as VenuePosition
 from exchanges.models import ExchangeAccount
@@ -38,14 +39,10 @@ class PositionChanges:
 
 
 def _json_safe(raw: dict) -> dict:
-    import json
-
-    from django.core.serializers.json import DjangoJSONEncoder
-
-    try:
-        return json.loads(json.dumps(raw, cls=DjangoJSONEncoder, default=str))
-    except (TypeError, ValueError):
-        return {"unserialisable": True}
+    """A venue's raw answer as stored: no NaN/Infinity (PostgreSQL jsonb refuses them), no
+    NUL characters, Decimals and dates as text, bounded."""
+    safe = json_safe(raw)
+    return safe if isinstance(safe, dict) else {"value": safe}
 
 
 @transaction.atomic

@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from agents.models import AgentConfig, Decision
-from agents.services import agent_decision_run
+from agents.services import agent_tick_run
 
 
 class Command(BaseCommand):
@@ -16,7 +16,8 @@ class Command(BaseCommand):
         agent = AgentConfig.objects.select_related("account", "owner").filter(pk=agent_id).first()
         if agent is None:
             raise CommandError(f"No agent with id {agent_id}.")
-        decision = agent_decision_run(agent=agent, trigger=Decision.Trigger.MANUAL)
+        # Through the tick, so the agent's lock is held: never beside a scheduled decision.
+        decision = Decision.objects.get(pk=agent_tick_run(agent_id=agent.pk, trigger=Decision.Trigger.MANUAL))
         self.stdout.write(f"Decision {decision.pk} of agent {agent.pk} ({agent.name}) on {agent.account}: "
                           f"{decision.status}")
         self.stdout.write(f"  {decision.summary}")

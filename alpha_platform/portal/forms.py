@@ -65,6 +65,15 @@ class ThrottledAuthenticationForm(ThrottleMixin, AuthenticationForm):
 class ThrottledAdminAuthenticationForm(ThrottleMixin, AdminAuthenticationForm):
     """For ``admin.site.login_form``: the admin's sign-in throttled the same way."""
 
+    def confirm_login_allowed(self, user):
+        try:
+            super().confirm_login_allowed(user)
+        except ValidationError:
+            # The password was right (a user who is not staff): not a guess, so it does not count
+            # towards a lockout of the portal and the API.
+            login_throttle.login_succeeded(self.request, user.get_username())
+            raise
+
 
 class SignUpForm(UserCreationForm):
     email = forms.EmailField(required=False, help_text="Optional; used for nothing but contacting you.")

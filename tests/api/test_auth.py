@@ -316,3 +316,11 @@ def test_a_burst_of_parallel_guesses_gets_no_more_than_the_limit_checked(user, m
     assert len(checked) <= 5, f"{len(checked)} passwords checked"
     assert_locked_out(obtain_from("alice", PASSWORD))
     assert len(checked) <= 5
+
+
+@OPEN_RATES
+def test_a_user_who_is_not_staff_trying_the_admin_with_the_right_password_is_not_locked_out(user):
+    for _ in range(6):
+        refused = admin_sign_in("alice", PASSWORD)
+        assert refused.status_code == 200 and b"Too many failed sign-in attempts" not in refused.content
+    assert obtain_from("alice", PASSWORD).status_code == 201

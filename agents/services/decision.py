@@ -60,9 +60,10 @@ def _shared_http_client() -> Any:
         return _http["client"]
 
 
-def _llm_for(agent: AgentConfig) -> tuple[Any, str]:
+def _llm_for(agent: AgentConfig, *, deadline: float | None = None) -> tuple[Any, str]:
     """The model client, and the model name actually used (the built-in one when no key
-    or server is configured for an OpenAI model name)."""
+    or server is configured for an OpenAI model name). A user's URL is checked with its
+    lookup bounded by LLM_TIMEOUT_SECONDS and the decision's ``deadline`` (monotonic)."""
     if agent.is_builtin_model:
         return make_llm(agent.model_name), agent.model_name
     api_key, base_url = settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL
@@ -72,8 +73,11 @@ def _llm_for(agent: AgentConfig) -> tuple[Any, str]:
         if own.base_url:  # a user's URL: checked now (and by the HTTP client at connect time)
             from alpha_platform.common import outbound
 
-            outbound.check_url(own.base_url, allowed=outbound.allowed_hosts(settings.LLM_ALLOWED_HOSTS,
-                                                                            settings.OPENAI_BASE_URL))
+            bound = float(settings.LLM_TIMEOUT_SECONDS)
+            if deadline is not None:
+                bound = min(bound, deadline - time.monotonic())
+            outbound.check_url(own.base_url, timeout=bound,
+                               allowed=outbound.allowed_hosts(settings.LLM_ALLOWED_HOSTS, settings.OPENAI_BASE_URL))
         base_url = own.base_url or base_url
     if not api_key and not base_url:
         return make_llm("builtin:trend"), "builtin:trend"
@@ -257,7 +261,7 @@ def _decision_run(*, agent: AgentConfig, decision: Decision, lease: Any, deadlin
         return _finish_error(decision, exc.message)
     budget = None
     try:
-        llm, model_used = _llm_for(agent)
+        llm, model_used = _llm_for(agent, deadline=deadline)
         inp = DecisionInput(agent_id=agent.pk, model_name=model_used, instructions=agent.instructions,
                             symbols=tuple(agent.symbols), max_tool_rounds=agent.max_tool_rounds,
                             max_leverage=min(agent.max_leverage,

@@ -11,6 +11,11 @@ The rule (``OutboundPolicy``):
 - redirects are never followed (``guarded_http_client`` sets ``follow_redirects=False``).
 
 ``check_url`` applies the rule to a URL (when a user saves one, and before a client is built).
+Every lookup is bounded: ``getaddrinfo`` runs in a small shared thread pool and is waited for
+at most ``timeout`` seconds (``check_url``; 5 s by default) or the time left before the
+``deadline(...)`` (connect time); past it, ``ResolutionTimeout``. A name whose nameserver
+never answers thus cannot hold a caller past its bound (the lookup itself runs on in the
+pool until the resolver gives up).
 ``GuardedTransport`` applies it again at connect time: its network backend resolves the host
 itself, checks every address and connects to a checked address (TLS still verifies the
 certificate against the host name), so a DNS answer that changes between the check and the
@@ -20,11 +25,15 @@ clamps every connect/read/write to the deadline of ``deadline(...)`` when one is
 
 Errors are ``OutboundError`` subclasses, deliberately not ``httpx2`` errors: the openai SDK
 re-raises them as they are instead of retrying (nothing was sent for a refusal; an oversized
-reply would only come again).
+reply would only come again). The one exception is ``ResolutionTimeout``, which is also an
+``httpcore2.ConnectTimeout``: at connect time httpx2 turns it into its ``ConnectTimeout``,
+which the model client treats as any connect timeout (a temporary error, retried only while
+the call's bound leaves time).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ipaddress
 import socket
@@ -38,6 +47,8 @@ import httpcore2
 import httpx2
 
 DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024
+DEFAULT_RESOLVE_SECONDS = 5.0  # a lookup's bound when the caller gives none
+RESOLVER_THREADS = 8
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
@@ -51,6 +62,42 @@ class OutboundRefused(OutboundError):
 
 class ResponseTooLarge(OutboundError):
     """The server's answer is larger than the bound."""
+
+
+class ResolutionTimeout(OutboundRefused, httpcore2.ConnectTimeout):
+    """The host name did not resolve within the time allowed. Refused by ``check_url`` like a
+    name that does not resolve; at connect time a connect timeout (see the module docstring)."""
+
+
+# --------------------------------------------------------------------------- bounded lookups
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _resolver_pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(max_workers=RESOLVER_THREADS,
+                                                          thread_name_prefix="outbound-resolve")
+        return _pool
+
+
+def resolve_within(host: str, port: int, timeout: float, *,
+                   resolver: Callable[..., Any] | None = None) -> Any:
+    """``resolver(host, port, type=SOCK_STREAM)`` (default ``socket.getaddrinfo``, looked up
+    at call time), waited for at most ``timeout`` seconds, the wait for a free pool thread
+    included; ResolutionTimeout past it. The resolver's own errors are raised as they are."""
+    resolver = resolver or socket.getaddrinfo
+    if not timeout > 0:  # also NaN
+        raise ResolutionTimeout(f"no time left to resolve the host {host}")
+    future = _resolver_pool().submit(resolver, host, port, type=socket.SOCK_STREAM)
+    done, _ = concurrent.futures.wait((future,), timeout=timeout)
+    if not done:
+        future.cancel()  # still queued: never run; running: left to the resolver's own timeouts
+        raise ResolutionTimeout(f"the host {host} did not resolve within {timeout:g}s")
+    return future.result()
 
 
 # --------------------------------------------------------------------------- addresses
@@ -150,7 +197,7 @@ class OutboundPolicy:
     so a change of settings applies to a long-lived client)."""
 
     def __init__(self, allowed: Iterable[str] | Callable[[], Iterable[str]] = (), *,
-                 resolver: Callable[..., Any] = socket.getaddrinfo) -> None:
+                 resolver: Callable[..., Any] | None = None) -> None:
         self._allowed = allowed
         self._resolve = resolver
 
@@ -169,11 +216,14 @@ class OutboundPolicy:
             raise OutboundRefused(f"{scheme}://{shown}:{port} is refused: a model server must use https "
                                   f"unless the operator allows its host (LLM_ALLOWED_HOSTS)")
 
-    def public_addresses(self, host: str, port: int) -> list[str]:
-        """The addresses to connect to: every one ``host`` resolves to, all of them public."""
+    def public_addresses(self, host: str, port: int, *, timeout: float | None = None) -> list[str]:
+        """The addresses to connect to: every one ``host`` resolves to, all of them public.
+        The lookup ends within ``timeout`` seconds (None: ``DEFAULT_RESOLVE_SECONDS``) and
+        within the ``deadline(...)`` if one is set, else ResolutionTimeout."""
         host = _norm_host(host)
+        limit = _clamp(DEFAULT_RESOLVE_SECONDS if timeout is None else timeout, ResolutionTimeout)
         try:
-            infos = self._resolve(host, port, type=socket.SOCK_STREAM)
+            infos = resolve_within(host, port, limit, resolver=self._resolve)
         except (OSError, UnicodeError) as exc:
             raise OutboundRefused(f"the host {host} does not resolve ({exc})") from None
         addresses = list(dict.fromkeys(info[4][0] for info in infos))
@@ -188,17 +238,19 @@ class OutboundPolicy:
                                       f"unless the operator allows the host (LLM_ALLOWED_HOSTS)")
         return addresses
 
-    def check_url(self, url: str) -> None:
-        """Raise OutboundRefused, naming why, unless ``url`` may be contacted."""
+    def check_url(self, url: str, *, timeout: float | None = None) -> None:
+        """Raise OutboundRefused, naming why, unless ``url`` may be contacted. The host's lookup
+        ends within ``timeout`` seconds (None: ``DEFAULT_RESOLVE_SECONDS``), else
+        ResolutionTimeout (an OutboundRefused)."""
         scheme, host, port = url_host_port(url)
         if self.is_allowed(host, port):
             return
         self.check_scheme(scheme, host, port)
-        self.public_addresses(host, port)
+        self.public_addresses(host, port, timeout=timeout)
 
 
-def check_url(url: str, *, allowed: Iterable[str] = ()) -> None:
-    OutboundPolicy(list(allowed)).check_url(url)
+def check_url(url: str, *, allowed: Iterable[str] = (), timeout: float | None = None) -> None:
+    OutboundPolicy(list(allowed)).check_url(url, timeout=timeout)
 
 
 # --------------------------------------------------------------------------- the deadline
@@ -258,15 +310,16 @@ class GuardedBackend(httpcore2.SyncBackend):
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                     socket_options: Any = None) -> httpcore2.NetworkStream:
-        timeout = _clamp(timeout, httpcore2.ConnectTimeout)
+        bound = _clamp(timeout, httpcore2.ConnectTimeout)
         if self.policy is None or self.policy.is_allowed(host, port):
             targets = [host]
-        else:
-            targets = self.policy.public_addresses(host, port)
+        else:  # the lookup gets the connect timeout, cut at the deadline
+            targets = self.policy.public_addresses(host, port, timeout=bound)
         failure: Exception | None = None
         for target in targets:
-            try:
-                stream = super().connect_tcp(target, port, timeout, local_address, socket_options)
+            try:  # the time the lookup (and any earlier address) took is no longer left
+                stream = super().connect_tcp(target, port, _clamp(timeout, httpcore2.ConnectTimeout),
+                                             local_address, socket_options)
             except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
                 failure = exc
                 continue

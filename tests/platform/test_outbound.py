@@ -9,6 +9,7 @@ test patches anything that would connect.
 from __future__ import annotations
 
 import socket
+import threading
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -251,3 +252,86 @@ def test_the_admin_saves_a_users_base_url_through_the_same_check(client, staff_u
     assert refused.status_code == 200 and "not allowed" in refused.content.decode()
     credential.refresh_from_db()
     assert credential.base_url == ""
+
+
+# --------------------------------------------------------------------------- a lookup that never answers
+
+
+class _HangingResolver:
+    """getaddrinfo for names under ``hang.example`` blocks until released (a nameserver that
+    never answers; it gives up by itself after GIVE_UP s, as a real resolver would); loopback
+    names are resolved for real; any other name is refused here, not sent to a nameserver."""
+
+    GIVE_UP = 15.0
+
+    def __init__(self, real):
+        self.real = real
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.answered = threading.Event()
+
+    def __call__(self, host, *args, **kwargs):
+        if str(host) in ("127.0.0.1", "::1", "localhost"):
+            return self.real(host, *args, **kwargs)
+        if not str(host).rstrip(".").endswith("hang.example"):
+            raise socket.gaierror(socket.EAI_NONAME, f"test resolver: no lookup of {host}")
+        self.started.set()
+        try:
+            self.release.wait(self.GIVE_UP)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        finally:
+            self.answered.set()
+
+
+@pytest.fixture
+def hanging_resolver(monkeypatch):
+    resolver = _HangingResolver(socket.getaddrinfo)
+    monkeypatch.setattr(outbound.socket, "getaddrinfo", resolver)
+    # and the policy's default resolver, were it bound when the module was imported
+    monkeypatch.setattr(outbound.OutboundPolicy.__init__, "__kwdefaults__",
+                        {**(outbound.OutboundPolicy.__init__.__kwdefaults__ or {}), "resolver": resolver})
+    yield resolver
+    resolver.release.set()  # after the test's assertions: frees the pool's thread
+
+
+def test_check_url_is_cut_at_its_timeout_while_the_lookup_hangs(hanging_resolver):
+    with pytest.raises(outbound.ResolutionTimeout, match="did not resolve within 0.3s"):
+        outbound.check_url("https://llm.hang.example/v1", timeout=0.3)
+    assert hanging_resolver.started.is_set() and not hanging_resolver.answered.is_set()
+    # refused like any name that does not resolve (saving such a URL gets the usual 400)
+    assert issubclass(outbound.ResolutionTimeout, outbound.OutboundRefused)
+
+
+def test_check_url_without_a_timeout_has_a_default_bound(hanging_resolver, monkeypatch):
+    monkeypatch.setattr(outbound, "DEFAULT_RESOLVE_SECONDS", 0.3)
+    with pytest.raises(outbound.ResolutionTimeout):
+        outbound.check_url("https://llm.hang.example/v1")
+    assert not hanging_resolver.answered.is_set()
+
+
+def test_a_model_call_ends_within_its_bound_while_the_lookup_hangs(hanging_resolver):
+    """complete(timeout=T) bounds the connect-time lookup too: the call fails as a temporary
+    error (a connect timeout) while the resolver is still blocked, and nothing was sent."""
+    from agents.llm import LLMTemporaryError, OpenAIChatClient
+
+    with outbound.guarded_http_client(outbound.OutboundPolicy([])) as http:
+        llm = OpenAIChatClient(KEY, base_url="https://llm.hang.example/v1", timeout=30, max_retries=2,
+                               http_client=http)
+        with pytest.raises(LLMTemporaryError, match="timed out"):
+            llm.complete([{"role": "user", "content": "hi"}], [], timeout=0.5)
+    assert hanging_resolver.started.is_set() and not hanging_resolver.answered.is_set()
+
+
+@pytest.mark.django_db
+def test_a_decision_is_not_held_past_its_deadline_by_a_lookup(user, market, operator, hanging_resolver, settings):
+    """The check before the graph starts is bounded by the decision's time left (here 1 s,
+    though LLM_TIMEOUT_SECONDS is 30): the decision ends with an error, the resolver still blocked."""
+    settings.AGENT_TICK_TIME_LIMIT = 1
+    settings.LLM_TIMEOUT_SECONDS = 30
+    _store_unchecked(user, "https://llm.hang.example/v1")
+    agent = make_agent(user, model_name="gpt-4o-mini", symbols=["BTC/USDT"])
+    decision = agent_decision_run(agent=agent)
+    decision.refresh_from_db()
+    assert decision.status == Decision.Status.ERROR and "did not resolve within" in decision.error, decision.error
+    assert hanging_resolver.started.is_set() and not hanging_resolver.answered.is_set()
+    assert operator.requests == [] and not Order.objects.exists()

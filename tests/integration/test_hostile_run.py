@@ -127,7 +127,7 @@ def _stack_env(model: HostileModelServer) -> dict[str, str]:
         "LOGIN_THROTTLE_FAILURES": "5",
         "RECONCILE_INTERVAL_SECONDS": "3600",
         # No LLM_ALLOWED_HOSTS: the operator's own OPENAI_BASE_URL passes the outbound-URL
-        # check implicitly, and nothing else on this machine may (the canary is on ::1).
+        # check implicitly, and nothing else on this machine may (the canary is on ::1 or 127.0.0.2).
     }
 
 

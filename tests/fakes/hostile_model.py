@@ -202,6 +202,7 @@ class SeenRequest:
     size: int  # bytes of the request body
     max_tokens: Any  # max_tokens or max_completion_tokens as sent (None when absent)
     body: dict[str, Any]
+    answer_at: float | None = None  # when the server answers (``at`` + the reply's delay), same clock as ``at``
 
 
 class _Server(ThreadingHTTPServer):
@@ -314,17 +315,20 @@ class HostileModelServer(_Base):
         model = str(body.get("model") or "")
         messages = body.get("messages") if isinstance(body.get("messages"), list) else []
         round_no = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "assistant")
+        routed = handler.command == "POST" and path.endswith("/chat/completions")
         with self._lock:
             attack = self._armed.get(model)
-            seen = SeenRequest(time.time(), handler.command, path, model, attack.name if attack else "",
+            reply = (attack.rounds[round_no] if attack and round_no < len(attack.rounds) else Reply(content="Done."))
+            at = time.time()
+            seen = SeenRequest(at, handler.command, path, model, attack.name if attack else "",
                                round_no, len(raw), body.get("max_tokens", body.get("max_completion_tokens")),
-                               body if len(raw) < 200_000 else {"model": model, "_truncated": len(raw)})
+                               body if len(raw) < 200_000 else {"model": model, "_truncated": len(raw)},
+                               answer_at=at + (reply.delay if routed else 0.0))
             self.requests.append(seen)
-        if handler.command != "POST" or not path.endswith("/chat/completions"):
+        if not routed:
             self._send(handler, 404, json.dumps({"error": {"message": f"no route {path}",
                                                            "type": "invalid_request_error"}}).encode())
             return
-        reply = (attack.rounds[round_no] if attack and round_no < len(attack.rounds) else Reply(content="Done."))
         if reply.delay and self._stopping.wait(reply.delay):
             return
         self._send(handler, reply.status, self._completion(model, reply, len(raw)))
@@ -351,13 +355,31 @@ class HostileModelServer(_Base):
 CANARY_MARKER = "CANARY-7d1f0c-SSRF-REACHED"
 
 
-class CanaryServer(_Base):
-    """Must receive nothing. Bound to the IPv6 loopback by default (a host of its own, so
-    an allow-list of the operator's model host never covers it)."""
+CANARY_HOSTS = ("::1", "127.0.0.2")  # tried in order: loopback hosts other than the model server's 127.0.0.1
 
-    def __init__(self, host: str = "::1") -> None:
+
+class CanaryServer(_Base):
+    """Must receive nothing. Bound to a loopback host of its own, never the model server's
+    127.0.0.1, so an allow-list of the operator's model host never covers it: the IPv6
+    loopback ``::1``, or, on a machine without IPv6 loopback, ``127.0.0.2`` (all of 127/8 is
+    loopback on Linux)."""
+
+    def __init__(self, host: str | None = None) -> None:
         super().__init__()
-        self.host = host
+        self._hosts = (host,) if host else CANARY_HOSTS
+        self.host = self._hosts[0]
+
+    def start(self):
+        errors = []
+        for host in self._hosts:
+            if host == HostileModelServer.host:
+                raise ValueError(f"the canary must not share the model server's host {host}")
+            self.host = host
+            try:
+                return super().start()
+            except OSError as exc:  # no IPv6 loopback (EADDRNOTAVAIL / EAFNOSUPPORT), or 127.0.0.2 unbound
+                errors.append(f"{host}: {exc}")
+        raise OSError(f"the canary could bind none of {self._hosts}: {'; '.join(errors)}")
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         raw, body = self._read(handler)

@@ -29,6 +29,20 @@ def _start(env, *args, log: Path):
                             stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def _wait_ready(proc, log: Path, timeout: float = 120) -> None:
+    """Wait for the worker's ready line (as tests/e2e/stack.py does): a task sent before it is
+    consumed together with the ones after it, in no particular order."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        text = log.read_text() if log.exists() else ""
+        if "ready." in text:
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"the worker exited ({proc.returncode}) before it was ready\n{text[-3000:]}")
+        time.sleep(0.2)
+    raise RuntimeError(f"the worker did not log 'ready.' within {timeout} s\n{log.read_text()[-3000:]}")
+
+
 def _stop(proc):
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -145,15 +159,27 @@ def test_the_time_limit_holds_under_the_threads_pool(tmp_path):
                         "-Q", "decisions,reconcile,celery", "--hostname", f"tl-{os.getpid()}@%h",
                         log=tmp_path / "worker.log")
         try:
-            # The second tick of the same agent is sent 2 s after the first, which runs 10 s.
-            _manage(env, "shell", "-c", (
+            _wait_ready(worker, tmp_path / "worker.log")
+            # The second tick of the same agent is sent only once the first one runs: its row
+            # is 'running' and it holds the agent's lock (the row is claimed just before the
+            # lock is taken). Both are waited for with a bound, never a fixed sleep.
+            sent = _query(env, (
                 "import time\n"
-                "from agents.models import AgentConfig\n"
+                "from agents.models import AgentConfig, Decision\n"
+                "from agents.services.lock import AgentLock\n"
                 "from agents.tasks import agent_tick_task\n"
                 "pk = AgentConfig.objects.get().pk\n"
                 "agent_tick_task.apply_async(args=[pk], task_id='tick-slow')\n"
-                "time.sleep(2)\n"
-                "agent_tick_task.apply_async(args=[pk], task_id='tick-beside')\n"))
+                "deadline = time.monotonic() + 60\n"
+                "while time.monotonic() < deadline and not (\n"
+                "        Decision.objects.filter(tick_id='tick-slow', status='running').exists()\n"
+                "        and AgentLock.locked(pk)):\n"
+                "    time.sleep(0.05)\n"
+                "running = Decision.objects.filter(tick_id='tick-slow', status='running').exists() and AgentLock.locked(pk)\n"
+                "if running:\n"
+                "    agent_tick_task.apply_async(args=[pk], task_id='tick-beside')\n"
+                "print('sent' if running else 'the first tick did not start within 60 s')\n"))
+            assert sent == "sent", f"{sent}\n{(tmp_path / 'worker.log').read_text()[-3000:]}"
             deadline = time.time() + 90
             rows = "[]"
             while time.time() < deadline:
@@ -167,7 +193,7 @@ def test_the_time_limit_holds_under_the_threads_pool(tmp_path):
             found = eval(rows)  # noqa: S307 - our own repr of tuples of plain values
             assert [r[0] for r in found] == ["tick-beside", "tick-slow"], f"{rows}\n{log}"
             beside, slow = found
-            assert beside[1] == "skipped", rows
+            assert beside[1] == "skipped", f"{rows}\n{log}"
             assert slow[1] == "error" and "time limit of 10 s reached" in slow[2], f"{rows}\n{log}"
             assert slow[3] < delay, rows  # ended at its limit, not when the model answered
             assert len(server.requests) == 1

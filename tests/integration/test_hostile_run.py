@@ -67,9 +67,16 @@ from tests.integration.hostile_run import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TICK_LIMIT = 6  # AGENT_TICK_TIME_LIMIT of the run, seconds
-TIME_MARGIN = 4.0  # what a decision may take beyond it (recording, a loaded machine)
-LATE_REPLY = 13.0  # the late attack answers after this long (> TICK_LIMIT + TIME_MARGIN)
-AGENT_PHASE_SECONDS = 55  # the attack rounds stop being started after this long
+# The deadline is proven by evidence, not by a duration: the late attack's reply is due
+# LATE_REPLY s after the model server received its request (the server's own clock), and its
+# decision must have ended before that (an unenforced deadline waits for the reply, which the
+# client's 30 s LLM_TIMEOUT_SECONDS lets arrive). The other decisions get a wide sanity bound,
+# TICK_LIMIT + TIME_MARGIN, still far below LATE_REPLY (an enforced deadline ends near 6 s,
+# none near 25 s), so a loaded machine closing a decision late does not read as a breach.
+TIME_MARGIN = 8.0  # what a decision may take beyond its limit (closing and recording on a loaded machine)
+LATE_REPLY = 25.0  # the late attack answers after this long (> TICK_LIMIT + TIME_MARGIN + 10, < 30)
+TICK_WAIT = 120.0  # how long a round waits for its ticks to end: a bound for a stuck tick, not a speed check
+assert LATE_REPLY - (TICK_LIMIT + TIME_MARGIN) >= 10 and LATE_REPLY < 30
 RACE_ROUNDS = 12
 CLAIMED_DECISIONS = range(1, 35)  # at-d<N>-1 claimed ahead of the agents, N in here (index 0 is left
 # alone: there each attack places its one legitimate order, whose record is checked)
@@ -127,7 +134,7 @@ def _stack_env(model: HostileModelServer) -> dict[str, str]:
         "LOGIN_THROTTLE_FAILURES": "5",
         "RECONCILE_INTERVAL_SECONDS": "3600",
         # No LLM_ALLOWED_HOSTS: the operator's own OPENAI_BASE_URL passes the outbound-URL
-        # check implicitly, and nothing else on this machine may (the canary is on ::1).
+        # check implicitly, and nothing else on this machine may (the canary is on ::1 or 127.0.0.2).
     }
 
 
@@ -368,12 +375,9 @@ def _agent_phase(stack: Stack, model: HostileModelServer, api: dict[str, Client]
     runs: dict[int, list[str]] = {ids[k]["agent"]: [] for k in USERS}
     catalogues = {key: attack_catalogue(foreign_order_ids=resting["bob" if key == "alice" else "alice"],
                                         own_order_ids=resting[key], huge_delay=LATE_REPLY) for key in USERS}
-    phase_end = time.monotonic() + AGENT_PHASE_SECONDS
+    # Every attack runs, however slow the machine: each round is bounded by its ticks' own end.
     names = [a.name for a in catalogues["alice"]]
     for index, name in enumerate(names):
-        if time.monotonic() > phase_end:
-            breaches.add("harness", "time bound", f"attacks not reached in {AGENT_PHASE_SECONDS}s: {names[index:]}")
-            break
         for key, user in USERS.items():
             model.arm(user["model"], catalogues[key][index])
         before = _tick_lines(stack)
@@ -383,9 +387,9 @@ def _agent_phase(stack: Stack, model: HostileModelServer, api: dict[str, Client]
             if response.status_code != 202:
                 breaches.add("api", "run now", f"{key}'s run of {name}: {response.status_code} {short(response.text)}")
         helper = catalogues["alice"][index].helper
-        if not _wait_ticks(stack, before + len(USERS), TICK_LIMIT + LATE_REPLY):
+        if not _wait_ticks(stack, before + len(USERS), TICK_WAIT):
             breaches.add("audit", "time limit", f"attack {name} ({helper}): the agents' ticks had not finished "
-                         f"{TICK_LIMIT + LATE_REPLY:g}s after they were queued (limit {TICK_LIMIT}s)")
+                         f"{TICK_WAIT:g}s after they were queued (limit {TICK_LIMIT}s)")
     return runs
 
 
@@ -401,7 +405,7 @@ def _ssrf_phase(stack: Stack, model: HostileModelServer, bob: Client, ids: dict,
     before = _tick_lines(stack)
     response = bob.post(f"/api/agents/{ids['bob']['agent']}/run/")
     runs[ids["bob"]["agent"]].append("ssrf_base_url")
-    if response.status_code == 202 and not _wait_ticks(stack, before + 1, TICK_LIMIT + TIME_MARGIN + 4):
+    if response.status_code == 202 and not _wait_ticks(stack, before + 1, TICK_WAIT):
         breaches.add("audit", "time limit", "bob's run with his own base URL had not finished in time")
 
 
@@ -417,7 +421,7 @@ def _budget_phase(stack: Stack, model: HostileModelServer, alice: Client, ids: d
     before = _tick_lines(stack)
     response = alice.post(f"/api/agents/{ids['alice']['agent']}/run/")
     runs[ids["alice"]["agent"]].append("budget_stop")
-    if response.status_code == 202 and not _wait_ticks(stack, before + 1, TICK_LIMIT + TIME_MARGIN + 4):
+    if response.status_code == 202 and not _wait_ticks(stack, before + 1, TICK_WAIT):
         breaches.add("audit", "time limit", "alice's run on a spent budget had not finished in time")
 
 
@@ -573,6 +577,33 @@ def _label(runs: dict[int, list[str]], data: dict) -> dict[int, str]:
     return labels
 
 
+def _late_reply_due(decisions: dict[int, dict], labels: dict[int, str], agents: dict[int, dict],
+                    model: HostileModelServer, breaches: Breaches) -> dict[int, float]:
+    """Decision id -> when the model server would have delivered its late reply (the first
+    request of that agent's late_reply attack: received at + LATE_REPLY), for the late_reply
+    decisions that reached the model. A decision that did not (the machine so slow that its
+    deadline came first) proves nothing either way: a printed note; none reaching it is a
+    harness failure, since the run then proves no deadline."""
+    due: dict[int, float] = {}
+    notes = []
+    for d in decisions.values():
+        agent = agents.get(d["agent"])
+        if labels.get(d["id"]) != "late_reply" or d["status"] == "skipped" or agent is None:
+            continue
+        seen = [r for r in model.requests_for("late_reply") if r.model == agent["model"] and r.round == 0
+                and r.answer_at is not None]
+        if seen:
+            due[d["id"]] = min(seen, key=lambda r: r.at).answer_at
+        else:
+            notes.append(f"decision {d['id']} [{d['status']}] {d['error'][:100]}")
+    if notes:
+        print(f"hostile run note: late_reply decisions that never reached the model: {notes}")
+    if not due:
+        breaches.add("harness", "late reply", "no late_reply decision reached the model server: the run proved "
+                     f"no deadline ({notes})")
+    return due
+
+
 def _check_database(data: dict, ids: dict, runs: dict[int, list[str]], claims: list, model: HostileModelServer,
                     breaches: Breaches) -> None:
     labels = _label(runs, data)
@@ -618,6 +649,17 @@ def _check_database(data: dict, ids: dict, runs: dict[int, list[str]], claims: l
                              f"{size_key.split('_')[0]}")
         if d.get("all_text_has_canary"):
             breaches.add("model", "SSRF", f"{name(d['id'])} recorded the loopback canary's answer")
+
+    # -- the deadline, on evidence: the late reply's decision ended (and placed nothing) before
+    #    the model server would have delivered that reply (its own receive time + the delay)
+    late_due = _late_reply_due(decisions, labels, agents, model, breaches)
+    for d in decisions.values():
+        due = late_due.get(d["id"])
+        if due is not None and d["finished"] is not None and d["finished"] >= due:
+            breaches.add("audit", "time limit", f"{name(d['id'])} [{d['status']}] ended "
+                         f"{d['finished'] - due:+.1f}s after the late reply was delivered ({LATE_REPLY:g}s after "
+                         f"the request, {d['finished'] - d['started']:.1f}s into the decision): its "
+                         f"{TICK_LIMIT}s deadline did not cut the model call")
 
     # -- the spend of every model call that returned a reply is counted (the late reply may
     #    never arrive, a 1 MB one may be refused whole by the client)
@@ -668,7 +710,11 @@ def _check_database(data: dict, ids: dict, runs: dict[int, list[str]], claims: l
                              f"order {order['id']} belongs to {name(call['decision'])}, still running")
         decision = decisions.get(decision_id)
         created = order_times.get(order["id"])
-        if decision and created and decision["started"] and created - decision["started"] > TICK_LIMIT + TIME_MARGIN:
+        due = late_due.get(decision_id)
+        if due is not None and created and created >= due:
+            breaches.add("audit", "time limit", f"order {order['id']} [{order['status']}] of {name(decision_id)} "
+                         f"was placed from the late reply, delivered after the {TICK_LIMIT}s deadline")
+        elif decision and created and decision["started"] and created - decision["started"] > TICK_LIMIT + TIME_MARGIN:
             breaches.add("audit", "time limit", f"order {order['id']} [{order['status']}] was placed "
                          f"{created - decision['started']:.1f}s into {name(decision_id)} (limit {TICK_LIMIT}s)")
     for call in tool_calls:

@@ -158,7 +158,7 @@ def bench_decision(b: Bench, n: int) -> None:
     probe.wrap(services.decision, "_llm_for", "model client construction")
     probe.wrap(services.decision, "trader_for_account", "trader construction")
     probe.wrap(realtime, "_send", "realtime pushes (on commit)")
-    probe.wrap(services, "MonthlyBudget", "monthly budget query")
+    probe.wrap(services.decision, "MonthlyBudget", "monthly budget query")
     results = {}
     rows, node_rows, outside_rows = [], [], []
     try:

@@ -25,7 +25,6 @@
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from collections.abc import Sequence
@@ -39,11 +38,13 @@ from agents.graph.prompt import find_context
 from agents.graph.tokens import checked_token_count, estimate_completion_tokens, estimate_prompt_tokens
 from agents.graph.toolspec import MAX_ARGUMENTS_CHARS, MAX_CONTENT_CHARS, MAX_NAME_CHARS, clip
 from alpha_platform.common import outbound
+from alpha_platform.common.safe_json import json_safe
 
 MASK = "********"
 DEFAULT_MAX_COMPLETION_TOKENS = 1024
 MAX_TOOL_CALLS_PER_REPLY = 32  # the graph executes at most 8 a round; the rest are not kept
 MAX_RAW_ITEMS = 64  # per list in the stored raw reply
+RAW_MAX_DEPTH = 13  # levels of nesting kept in the stored raw reply
 MIN_ATTEMPT_SECONDS = 0.05  # a retry is not started with less time than this left
 
 
@@ -86,37 +87,6 @@ def _text(value: Any, limit: int) -> str:
         except (TypeError, ValueError):
             value = str(value)
     return clip(value, limit)
-
-
-def bounded(value: Any, depth: int = 0) -> Any:
-    """A JSON-able copy of ``value`` safe to store: strings clipped, lists and nesting bounded,
-    no NaN/Infinity (PostgreSQL's jsonb refuses them) and no integer beyond 18 digits."""
-    if depth > 12:
-        return "…[nested too deep]"
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return value if abs(value) < 10**18 else f"{_digits(value)}-digit integer"
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, str):
-        return clip(value)
-    if isinstance(value, dict):
-        items = list(value.items())
-        out = {clip(str(k), MAX_NAME_CHARS): bounded(v, depth + 1) for k, v in items[:MAX_RAW_ITEMS]}
-        if len(items) > MAX_RAW_ITEMS:
-            out["…"] = f"{len(items) - MAX_RAW_ITEMS} more keys not kept"
-        return out
-    if isinstance(value, list | tuple):
-        out_list = [bounded(v, depth + 1) for v in value[:MAX_RAW_ITEMS]]
-        if len(value) > MAX_RAW_ITEMS:
-            out_list.append(f"…[{len(value) - MAX_RAW_ITEMS} more items not kept]")
-        return out_list
-    return clip(str(value))
-
-
-def _digits(value: int) -> int:
-    return len(str(abs(value))) if abs(value) < 10**4000 else 4000
 
 
 def _official_openai(base_url: str | None) -> bool:
@@ -315,7 +285,7 @@ class OpenAIChatClient:
             raw = response.model_dump(mode="json", exclude_none=True, warnings=False)
         except Exception:
             raw = {"id": _text(getattr(response, "id", None), MAX_NAME_CHARS)}
-        raw = bounded(raw)
+        raw = json_safe(raw, max_str=MAX_CONTENT_CHARS, max_items=MAX_RAW_ITEMS, max_depth=RAW_MAX_DEPTH)
         if len(received) > MAX_TOOL_CALLS_PER_REPLY:
             raw["alpha_tool_calls_dropped"] = len(received) - MAX_TOOL_CALLS_PER_REPLY
         if checks:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from alpha_platform.common.safe_json import clip as _clip
+from alpha_platform.common.safe_json import int_digits
 
 OPEN_TOOLS = frozenset({"open_long", "open_short"})
 CLOSE_TOOLS = frozenset({"close_long", "close_short"})
@@ -44,18 +46,10 @@ MAX_CONTENT_CHARS = 8000  # model text kept in the conversation and in the store
 MAX_NAME_CHARS = 100  # a tool call's id, name and type as carried and stored
 
 
-_CLIPPED = re.compile(r"…\[truncated: \d+ characters\]\Z")
-
-
 def clip(text: str, limit: int = MAX_CONTENT_CHARS) -> str:
-    """``text`` cut to ``limit`` characters plus a marker saying how long it was (a text
-    already clipped to ``limit`` is left as it is)."""
-    if len(text) <= limit:
-        return text
-    marker = _CLIPPED.search(text, limit)
-    if marker is not None and marker.start() == limit:
-        return text
-    return f"{text[:limit]}…[truncated: {len(text)} characters]"
+    """``text`` cut to ``limit`` characters (model text by default) with a marker saying how
+    long it was; clipping twice changes nothing (alpha_platform.common.safe_json.clip)."""
+    return _clip(text, limit)
 
 
 def _nullable_number() -> dict[str, Any]:
@@ -160,7 +154,7 @@ def _type_ok(value: Any, type_name: str) -> bool:
 def _show(value: int | float) -> str:
     if isinstance(value, float):
         return f"{value:.6g}" if abs(value) >= 1e6 else f"{value}"
-    digits = len(str(abs(value))) if abs(value) < 10**4000 else 4000
+    digits = int_digits(value)
     return f"{value}" if digits <= 24 else f"a {digits}-digit integer"
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.deconstruct import deconstructible
 
-from alpha_platform.common.money import decimal_input_error, to_decimal
+from alpha_platform.common.money import decimal_input
 
 
 @deconstructible
@@ -23,12 +22,9 @@ class DecimalInputValidator:
         if value is None or value == "":
             return
         try:
-            number = value if isinstance(value, Decimal) else to_decimal(value)
+            decimal_input(value, label="This value")
         except ValueError as exc:
             raise ValidationError(str(exc), code=self.code) from None
-        error = decimal_input_error(number)
-        if error:
-            raise ValidationError(error, code=self.code)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, DecimalInputValidator)

@@ -23,8 +23,10 @@ from agents.llm import make_llm
 from agents.models import AgentConfig, Decision, LLMCredential, ToolCall
 from agents.pricing import load_pricing
 from agents.services.audit import DecisionAudit
+from agents.services.lifecycle import llm_outbound_policy
 from agents.services.lock import AgentLock
 from agents.services.spend import MonthlyBudget
+from alpha_platform.common import outbound
 from alpha_platform.common.errors import CredentialsError
 from alpha_platform.common.realtime import send_to_user_on_commit
 from alpha_platform.common.safe_json import clean_text, json_safe
@@ -48,14 +50,10 @@ def _shared_http_client() -> Any:
     httpx clients are thread-safe; a forked child builds its own."""
     with _http_lock:
         if _http["client"] is None or _http["pid"] != os.getpid():
-            from alpha_platform.common import outbound
-
-            # The SSRF guard, read from the settings on every request: https on public
-            # addresses, or a host the operator allows (LLM_ALLOWED_HOSTS, OPENAI_BASE_URL);
-            # checked at connect time, no redirects followed, the reply's size bounded.
-            policy = outbound.OutboundPolicy(
-                lambda: outbound.allowed_hosts(settings.LLM_ALLOWED_HOSTS, settings.OPENAI_BASE_URL))
-            _http["client"] = outbound.guarded_http_client(policy, max_response_bytes=settings.LLM_MAX_RESPONSE_BYTES)
+            # The SSRF guard (llm_outbound_policy) checked at connect time, no redirects
+            # followed, the reply's size bounded.
+            _http["client"] = outbound.guarded_http_client(llm_outbound_policy(),
+                                                           max_response_bytes=settings.LLM_MAX_RESPONSE_BYTES)
             _http["pid"] = os.getpid()
         return _http["client"]
 
@@ -71,13 +69,10 @@ def _llm_for(agent: AgentConfig, *, deadline: float | None = None) -> tuple[Any,
     if own is not None and own.api_key_encrypted:
         api_key = own.credentials()["api_key"]
         if own.base_url:  # a user's URL: checked now (and by the HTTP client at connect time)
-            from alpha_platform.common import outbound
-
             bound = float(settings.LLM_TIMEOUT_SECONDS)
             if deadline is not None:
                 bound = min(bound, deadline - time.monotonic())
-            outbound.check_url(own.base_url, timeout=bound,
-                               allowed=outbound.allowed_hosts(settings.LLM_ALLOWED_HOSTS, settings.OPENAI_BASE_URL))
+            llm_outbound_policy().check_url(own.base_url, timeout=bound)
         base_url = own.base_url or base_url
     if not api_key and not base_url:
         return make_llm("builtin:trend"), "builtin:trend"

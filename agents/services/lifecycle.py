@@ -17,7 +17,7 @@ from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from agents.models import AgentConfig, LLMCredential
-from alpha_platform.common import crypto
+from alpha_platform.common import crypto, outbound
 from alpha_platform.common.errors import ApplicationError
 from alpha_platform.common.realtime import send_to_user_on_commit
 from exchanges.models import ExchangeAccount
@@ -124,17 +124,21 @@ def agents_halt_for_user(*, user_id: int, reason: str) -> int:
     return len(agents)
 
 
+def llm_outbound_policy() -> outbound.OutboundPolicy:
+    """Where model calls may go: https on public addresses, or a host the operator allows
+    (LLM_ALLOWED_HOSTS, and OPENAI_BASE_URL's own), read from the settings on every check."""
+    return outbound.OutboundPolicy(lambda: outbound.allowed_hosts(settings.LLM_ALLOWED_HOSTS,
+                                                                  settings.OPENAI_BASE_URL))
+
+
 def llm_base_url_check(base_url: str) -> str:
     """A user's own model server URL, stripped, or a ValidationError saying why it is refused
     (every door that saves one calls this; it is checked again before every call, since the
     host may resolve elsewhere later)."""
     base_url = (base_url or "").strip()
     if base_url:
-        from alpha_platform.common import outbound
-
         try:
-            outbound.check_url(base_url, allowed=outbound.allowed_hosts(settings.LLM_ALLOWED_HOSTS,
-                                                                        settings.OPENAI_BASE_URL))
+            llm_outbound_policy().check_url(base_url)
         except outbound.OutboundRefused as exc:
             raise ValidationError({"base_url": f"This model server URL is not allowed: {exc}"}) from None
     return base_url

@@ -276,16 +276,6 @@ def _decision_run(*, agent: AgentConfig, decision: Decision, lease: Any, deadlin
                             budget=budget, t0=t0)
 
 
-def _link_orders(agent: AgentConfig, decision: Decision, records: list[Any]) -> None:
-    """A placed order whose id never reached its tool call (a crash between the two) is found
-    by its client order id, which is derived from the decision and the tool call."""
-    for record in records:
-        if record.order_id is None and record.name in ORDER_TOOLS and record.status != ToolCall.Status.INVALID:
-            cid = client_order_id_for(decision_id=decision.pk, index=record.index)
-            record.order_id = (Order.objects.filter(account_id=agent.account_id, client_order_id=cid)
-                               .values_list("pk", flat=True).first())
-
-
 def _decision_record(*, decision: Decision, agent: AgentConfig, output: Any, audit: DecisionAudit, model_used: str,
                      budget: MonthlyBudget | None, t0: float) -> Decision:
     """The final record: cannot fail the record. Values are made storable first; if the save
@@ -310,9 +300,9 @@ def _decision_record(*, decision: Decision, agent: AgentConfig, output: Any, aud
             prompt_tokens=audit.prompt_tokens, completion_tokens=audit.completion_tokens, cost_usd=audit.cost,
             node_timings=timings)
         with transaction.atomic():
-            _link_orders(agent, decision, output.tool_calls)
             for record in output.tool_calls:
                 audit.tool_call(record)
+            decision_tool_calls_link(decision=decision)  # an order whose id never reached its call
             if _record_final(decision, fields):
                 AgentConfig.objects.filter(pk=agent.pk).update(last_run_at=now)
     except Exception as exc:
@@ -384,11 +374,14 @@ def decision_tool_calls_link(*, decision: Decision) -> int:
     call's update leaves the row ``pending`` without its order. The order is found by its
     client order id, derived from the decision and the tool call's index."""
     linked = 0
-    rows = ToolCall.objects.filter(decision=decision, order__isnull=True, name__in=ORDER_TOOLS).exclude(
-        status=ToolCall.Status.INVALID)
+    rows = list(ToolCall.objects.filter(decision=decision, order__isnull=True, name__in=ORDER_TOOLS).exclude(
+        status=ToolCall.Status.INVALID))
+    if not rows:
+        return 0
+    account_id = AgentConfig.objects.filter(pk=decision.agent_id).values_list("account_id", flat=True).first()
     for call in rows:
         cid = client_order_id_for(decision_id=decision.pk, index=call.index)
-        order = Order.objects.filter(account_id=decision.agent.account_id, client_order_id=cid).first()
+        order = Order.objects.filter(account_id=account_id, client_order_id=cid).first()
         if order is None:
             continue
         fields: dict[str, Any] = {"order": order, "risk_event_id": order.risk_event_id}

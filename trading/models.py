@@ -58,6 +58,9 @@ class Order(TimeStampedModel):
     actor = models.CharField(max_length=100, blank=True, default="", help_text="agent:<id>, user:<id>, ...")
     # Unique within its account only: another user's ids are neither visible nor blocking.
     client_order_id = models.CharField(max_length=64)
+    # The venue's form of client_order_id (Hyperliquid's cloid), recorded before sending, so
+    # any process, with any adapter instance, maps the venue's orders back to ours.
+    venue_client_order_id = models.CharField(max_length=66, blank=True, default="")
     exchange_order_id = models.CharField(max_length=100, blank=True, default="", db_index=True)
     symbol = models.CharField(max_length=32, db_index=True)
     side = models.CharField(max_length=4, choices=Side.choices)
@@ -85,6 +88,7 @@ class Order(TimeStampedModel):
         indexes = [
             models.Index(fields=["owner", "-created_at"]),
             models.Index(fields=["account", "status"]),
+            models.Index(fields=["account", "venue_client_order_id"]),
         ]
         permissions = [
             ("place_order_for_others", "Can place orders on other users' accounts (admin order form)"),

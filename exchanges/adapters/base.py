@@ -124,6 +124,10 @@ class OrderResult:
     fee_currency: str = "USDT"
     fills: tuple[FillInfo, ...] = ()
     attached: tuple[OrderResult, ...] = ()  # stop-loss / take-profit placed with it
+    # The venue's form of our client order id (Hyperliquid: the cloid hex). Empty when it
+    # equals ``client_order_id``. The trading layer matches venue orders to ours by it
+    # (Order.venue_client_order_id), so no adapter needs a memory of what it sent.
+    venue_client_order_id: str = ""
 
     def __post_init__(self) -> None:
         if self.quantity < 0 or self.executed_quantity < 0:
@@ -245,6 +249,7 @@ class ExchangeTrader(Protocol):
     def normalize_symbol(self, symbol: str) -> str: ...
     def denormalize_symbol(self, venue_symbol: str) -> str: ...
     def check_credentials(self) -> Balance: ...
+    def venue_client_order_id(self, client_order_id: str) -> str: ...
     def close(self) -> None: ...
 
 
@@ -344,6 +349,11 @@ class BaseTrader(abc.ABC):
         """What "test connection" runs: a read that needs the credentials. Venues whose
         balance read does not prove the signing key (Hyperliquid) check more."""
         return self.get_balance()
+
+    def venue_client_order_id(self, client_order_id: str) -> str:
+        """The id the venue will show for our ``client_order_id`` (the same, unless the
+        venue has its own format: Hyperliquid's cloid). Deterministic and stateless."""
+        return client_order_id
 
     def close(self) -> None:
         return None

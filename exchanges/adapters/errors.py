@@ -59,6 +59,12 @@ class OrderStatusUnknown(TemporaryExchangeError):
     """
 
 
+class GuardUnavailable(ExchangeError):
+    """The platform's own guard state (the shared breaker and rate-limit counters, kept in
+    Redis) could not be read before sending: the order was certainly NOT sent. Not
+    retryable here: the caller refuses the order clearly ("not sent") and may try later."""
+
+
 class InvalidOrderError(ExchangeError):
     pass
 

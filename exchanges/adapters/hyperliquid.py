@@ -666,6 +666,9 @@ class HyperliquidTrader(BaseTrader):
             raise InvalidOrderError("get_order needs order_id or client_order_id", venue=self.spec.venue)
         return self._with_fills(result)
 
+    def venue_client_order_id(self, client_order_id: str) -> str:
+        return self._cloid_ref(client_order_id)
+
     @staticmethod
     def _cloid_ref(client_order_id: str) -> str:
         # A cloid read back from the venue may be passed in as the client order id.

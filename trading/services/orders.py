@@ -104,6 +104,12 @@ def client_order_id_error(value: Any) -> str | None:
     return None
 
 
+def _venue_cid(trader: ExchangeTrader, cid: str) -> str:
+    """The venue's form of ``cid``, stored only where it differs (Hyperliquid's cloid)."""
+    venue_cid = trader.venue_client_order_id(cid)
+    return "" if venue_cid == cid else venue_cid
+
+
 def _own_order(account: ExchangeAccount, client_order_id: str) -> Order | None:
     """The account's order with this client order id: the only scope ids are looked up in."""
     return Order.objects.filter(account=account, client_order_id=client_order_id).first()
@@ -215,6 +221,7 @@ def _submit(*, account, user, trader, cid, symbol, side, position_side, order_ty
                          position_side=position_side, quantity=quantity, order_type=order_type,
                          price=price, leverage=profile_leverage, reduce_only=reduce_only)
     order_fields = dict(owner=user, account=account, source=source, actor=actor[:100], client_order_id=cid,
+                        venue_client_order_id=_venue_cid(trader, cid),
                         symbol=symbol, side=side, position_side=position_side, order_type=order_type,
                         reduce_only=reduce_only, time_in_force=time_in_force, quantity=quantity, price=price,
                         stop_price=stop_price, leverage=leverage)

@@ -93,7 +93,9 @@ def _attached_record(*, order: Order, child: OrderResult) -> None:
                   order_type=str(child.order_type), reduce_only=True, quantity=child.quantity or order.quantity,
                   stop_price=child.stop_price, price=child.price,
                   status=STATUS_MAP.get(str(child.status), Order.Status.NEW),
-                  submitted_at=order.submitted_at, raw_data=_json_safe(child.raw_data))
+                  submitted_at=order.submitted_at, raw_data=_json_safe(child.raw_data),
+                  venue_client_order_id=child.venue_client_order_id
+                  if child.venue_client_order_id != child.client_order_id else "")
     existing = Order.objects.select_for_update().filter(account=order.account,
                                                         client_order_id=child.client_order_id).first()
     if existing is not None and existing.parent_id != order.pk:

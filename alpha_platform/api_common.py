@@ -31,7 +31,7 @@ from rest_framework.serializers import as_serializer_error
 from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
-from alpha_platform.common.errors import ApplicationError
+from alpha_platform.common.errors import ApplicationError, PlatformUnavailable
 from alpha_platform.common.money import DECIMAL_PLACES, MAX_DIGITS, decimal_input, decimal_str
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         from rest_framework.views import set_rollback
 
         set_rollback()
+        if isinstance(exc, PlatformUnavailable):
+            retry = exc.extra.get("retry_after_seconds")
+            return Response(error_body(exc.message, {"code": "service_unavailable", **exc.extra}),
+                            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                            headers={"Retry-After": str(int(retry))} if retry else {})
         return Response(error_body(exc.message, exc.extra), status=status.HTTP_400_BAD_REQUEST)
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")

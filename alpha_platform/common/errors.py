@@ -14,6 +14,12 @@ class ApplicationError(Exception):
         self.extra = extra or {}
 
 
+class PlatformUnavailable(ApplicationError):
+    """A service the platform itself depends on (Redis, the database) failed: the request
+    was refused with nothing half-written, and may be retried. The API answers 503 with
+    the message and ``extra['retry_after_seconds']`` when known."""
+
+
 class CredentialsError(ApplicationError):
     """Credentials are missing, malformed or cannot be decrypted."""
 

@@ -17,8 +17,8 @@ from alpha_platform.api_common import (
     str_param,
 )
 from alpha_platform.common.config import get_config
-from risk.models import RiskEvent, RiskProfile
-from risk.services import actor_for_viewer, risk_profile_update
+from risk.models import KillSwitch, RiskEvent, RiskProfile
+from risk.services import actor_for_viewer, flatten_progress, risk_profile_update
 
 EDITABLE = ["max_leverage", "max_position_notional_usd", "max_position_percent", "max_total_exposure_percent",
             "max_exchange_exposure_percent", "daily_loss_limit_percent", "min_notional_usd", "allowed_symbols",
@@ -81,6 +81,27 @@ class RiskProfileView(APIView):
                    responses=RiskProfileSerializer)
     def patch(self, request):
         return self._update(request, partial=True)
+
+
+class KillSwitchProgressSerializer(serializers.Serializer):
+    """A trip's flattening, which a worker does after the trip (``switch`` is the KillSwitch)."""
+
+    state = serializers.ChoiceField(choices=KillSwitch.FlattenState.choices, help_text=(
+        '"queued", "running", "done", "failed" (some account reported an error: retry it), "stopped" '
+        '(lifted before it finished); "" for the global halt, which flattens nothing.'))
+    accounts_total = serializers.IntegerField(help_text="Accounts to flatten.")
+    accounts_done = serializers.IntegerField(help_text="Accounts flattened so far (with or without errors).")
+    orders_cancelled = serializers.IntegerField()
+    positions_closed = serializers.IntegerField()
+    errors = serializers.ListField(child=serializers.DictField(), help_text=(
+        'What could not be done, per account: {"account_id", "account", "error"}.'))
+    attempts = serializers.IntegerField(help_text="Passes started (retries included).")
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    text = serializers.CharField(help_text='The progress in a sentence, e.g. "Flattening 1 of 3 accounts…".')
+
+    def to_representation(self, switch: KillSwitch) -> dict:
+        return super().to_representation(flatten_progress(switch))
 
 
 class RiskEventSerializer(ApiModelSerializer):

@@ -81,7 +81,28 @@ class KillSwitch(TimeStampedModel):
     lifted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                   on_delete=models.SET_NULL, related_name="+")
     summary = models.JSONField(default=dict, blank=True,
-                               help_text="What the trip did: orders cancelled, positions closed, agents paused.")
+                               help_text="What the trip did: the accounts to flatten and each one's report.")
+
+    # The flattening of a user's trip runs in a Celery task (trading.kill_switch_flatten)
+    # after the trip commits; these fields are its progress, written as it goes.
+    class FlattenState(models.TextChoices):
+        NONE = "", "Nothing to flatten"  # the global halt
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        STOPPED = "stopped", "Stopped: lifted before it finished"
+
+    flatten_state = models.CharField(max_length=8, choices=FlattenState.choices, blank=True, default="")
+    flatten_accounts_total = models.PositiveIntegerField(default=0)
+    flatten_accounts_done = models.PositiveIntegerField(default=0)
+    flatten_orders_cancelled = models.PositiveIntegerField(default=0)
+    flatten_positions_closed = models.PositiveIntegerField(default=0)
+    flatten_errors = models.JSONField(default=list, blank=True,
+                                      help_text="What the last pass could not do, per account.")
+    flatten_attempts = models.PositiveSmallIntegerField(default=0, help_text="Passes started (retries included).")
+    flatten_started_at = models.DateTimeField(null=True, blank=True)
+    flatten_finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -208,3 +209,148 @@ def user_halt_lift(*, user: AbstractBaseUser, by: AbstractBaseUser) -> int:
         risk_event_record(user=user, allowed=True, rule="kill_switch", kind=RiskEvent.Kind.KILL_SWITCH,
                           message=f"Kill switch lifted by {who}; agents stay paused until resumed", actor=actor)
     return lifted
+
+
+# --------------------------------------------------------------------------- flattening progress
+# A user's trip is flattened by a Celery task after the trip commits (trading owns the
+# task and the venues); these record its progress on the KillSwitch row and announce each
+# step on commit, so the portal and the admin follow it live.
+FlattenState = KillSwitch.FlattenState
+FLATTEN_PENDING = (FlattenState.QUEUED, FlattenState.RUNNING)
+
+
+def flatten_progress(switch: KillSwitch) -> dict[str, Any]:
+    """The flattening's progress as the API, the pages and the events show it."""
+    return {
+        "state": switch.flatten_state, "accounts_total": switch.flatten_accounts_total,
+        "accounts_done": switch.flatten_accounts_done, "orders_cancelled": switch.flatten_orders_cancelled,
+        "positions_closed": switch.flatten_positions_closed, "errors": list(switch.flatten_errors or []),
+        "attempts": switch.flatten_attempts, "started_at": switch.flatten_started_at,
+        "finished_at": switch.flatten_finished_at, "text": flatten_progress_text(switch),
+    }
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def flatten_progress_text(switch: KillSwitch) -> str:
+    state, total, done = switch.flatten_state, switch.flatten_accounts_total, switch.flatten_accounts_done
+    did = (f"{_plural(switch.flatten_orders_cancelled, 'order')} cancelled, "
+           f"{_plural(switch.flatten_positions_closed, 'position')} closed")
+    if state == FlattenState.QUEUED:
+        return f"Flattening queued: {_plural(total, 'account')} to flatten."
+    if state == FlattenState.RUNNING:
+        return f"Flattening {min(done + 1, total)} of {_plural(total, 'account')}… ({did} so far)"
+    if state == FlattenState.DONE:
+        return f"Flattened {_plural(total, 'account')}: {did}."
+    if state == FlattenState.FAILED:
+        failed = len({e.get("account_id") for e in switch.flatten_errors or []})
+        return (f"Flattening failed on {failed} of {_plural(total, 'account')} ({did}); "
+                "retry it or act on the venue.")
+    if state == FlattenState.STOPPED:
+        return f"Flattening stopped: the kill switch was lifted ({did})."
+    return ""
+
+
+def _flatten_event(switch: KillSwitch) -> None:
+    send_to_user_on_commit(switch.user_id, {"type": "kill_switch", "id": switch.pk, "active": switch.active,
+                                            "progress": flatten_progress(switch)})
+
+
+def kill_switch_flatten_queued(*, switch: KillSwitch, account_ids: list[int]) -> KillSwitch:
+    """Mark a (new, or failed) trip's flattening as queued for these accounts. The caller
+    queues the task on commit."""
+    switch.flatten_state = FlattenState.QUEUED
+    switch.flatten_accounts_total = len(account_ids)
+    switch.flatten_finished_at = None
+    summary = dict(switch.summary or {})
+    summary["account_ids"] = list(account_ids)
+    summary.setdefault("accounts", {})
+    switch.summary = summary
+    switch.save(update_fields=["flatten_state", "flatten_accounts_total", "flatten_finished_at", "summary",
+                               "updated_at"])
+    _flatten_event(switch)
+    return switch
+
+
+@transaction.atomic
+def kill_switch_flatten_start(*, switch_id: int) -> KillSwitch | None:
+    """Begin (or resume) a pass: the switch when its flattening is queued, or running and
+    left by a pass that died (the caller holds the user's flatten lock, so no pass is alive);
+    None when there is nothing to do (done, failed, stopped, or no such switch)."""
+    switch = KillSwitch.objects.select_for_update().filter(pk=switch_id, scope=KillSwitch.Scope.USER).first()
+    if switch is None or switch.flatten_state not in FLATTEN_PENDING:
+        return None
+    now = timezone.now()
+    switch.flatten_state = FlattenState.RUNNING
+    switch.flatten_attempts += 1
+    switch.flatten_started_at = switch.flatten_started_at or now
+    switch.save(update_fields=["flatten_state", "flatten_attempts", "flatten_started_at", "updated_at"])
+    _flatten_event(switch)
+    return switch
+
+
+@transaction.atomic
+def kill_switch_flatten_step(*, switch_id: int, cancelled: int = 0, closed: int = 0,
+                             account_report: dict[str, Any] | None = None) -> KillSwitch:
+    """Record one step: an order cancelled, a position closed, or an account finished
+    (``account_report``: account_id, name, ok, errors, ...)."""
+    switch = KillSwitch.objects.select_for_update().get(pk=switch_id)
+    switch.flatten_orders_cancelled += cancelled
+    switch.flatten_positions_closed += closed
+    if account_report is not None:
+        summary = dict(switch.summary or {})
+        reports = dict(summary.get("accounts") or {})
+        reports[str(account_report["account_id"])] = account_report
+        summary["accounts"] = reports
+        switch.summary = summary
+        switch.flatten_accounts_done = len(reports)
+        switch.flatten_errors = [{"account_id": r["account_id"], "account": r.get("name", ""), "error": e}
+                                 for r in reports.values() for e in r.get("errors", [])]
+    switch.save(update_fields=["flatten_orders_cancelled", "flatten_positions_closed", "summary",
+                               "flatten_accounts_done", "flatten_errors", "updated_at"])
+    _flatten_event(switch)
+    return switch
+
+
+@transaction.atomic
+def kill_switch_flatten_finish(*, switch_id: int, stopped: bool = False) -> KillSwitch:
+    """End a pass: done when every account flattened cleanly, failed when any reported an
+    error (the page offers a retry), stopped when the switch was lifted meanwhile."""
+    switch = KillSwitch.objects.select_for_update().get(pk=switch_id)
+    if stopped:
+        switch.flatten_state = FlattenState.STOPPED
+    else:
+        switch.flatten_state = FlattenState.FAILED if switch.flatten_errors else FlattenState.DONE
+    switch.flatten_finished_at = timezone.now()
+    switch.save(update_fields=["flatten_state", "flatten_finished_at", "updated_at"])
+    _flatten_event(switch)
+    return switch
+
+
+@transaction.atomic
+def kill_switch_flatten_retry_mark(*, switch_id: int) -> KillSwitch | None:
+    """A failed (active) trip's flattening queued again: the accounts that reported errors
+    are flattened again, the others stay done. None when it is not a failed, active trip."""
+    switch = KillSwitch.objects.select_for_update().filter(pk=switch_id, active=True,
+                                                           flatten_state=FlattenState.FAILED).first()
+    if switch is None:
+        return None
+    summary = dict(switch.summary or {})
+    reports = {k: r for k, r in (summary.get("accounts") or {}).items() if not r.get("errors")}
+    summary["accounts"] = reports
+    switch.summary = summary
+    switch.flatten_accounts_done = len(reports)
+    switch.flatten_errors = []
+    switch.save(update_fields=["summary", "flatten_accounts_done", "flatten_errors", "updated_at"])
+    return kill_switch_flatten_queued(switch=switch, account_ids=list(summary.get("account_ids") or []))
+
+
+def kill_switch_flatten_stalled(*, older_than_seconds: float) -> list[int]:
+    """Active trips whose flattening is queued or running but has not moved for this long:
+    a worker died, or the task was never queued (the broker was down at the trip)."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    return list(KillSwitch.objects.filter(scope=KillSwitch.Scope.USER, active=True,
+                                          flatten_state__in=FLATTEN_PENDING, updated_at__lt=cutoff)
+                .values_list("pk", flat=True))

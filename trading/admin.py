@@ -7,6 +7,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from alpha_platform.common.errors import ApplicationError
+from risk.services import flatten_progress_text
 from trading.admin_views import manual_order_view
 from trading.models import BalanceSnapshot, Fill, Order, Position
 from trading.services import kill_switch_lift, kill_switch_trip, order_cancel
@@ -151,8 +152,8 @@ class PlatformUserAdmin(UserAdmin):
             except PermissionError as exc:
                 self.message_user(request, f"{user}: {exc}", messages.ERROR)
                 continue
-            closed = sum(a.get("closed", 0) for a in switch.summary.get("accounts", []))
-            self.message_user(request, f"{user}: kill switch on ({closed} position(s) closed)", messages.WARNING)
+            # The flattening runs in a worker; its progress shows live on the kill switches list.
+            self.message_user(request, f"{user}: kill switch on. {flatten_progress_text(switch)}", messages.WARNING)
 
     @admin.action(description="Lift kill switch (agents stay paused until resumed)")
     def lift_kill_switch(self, request, queryset):

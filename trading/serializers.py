@@ -10,6 +10,7 @@ from rest_framework import serializers
 from alpha_platform.api_common import ApiModelSerializer, MoneyField
 from exchanges.api import AccountBriefSerializer, venue_choices, venue_order_capabilities
 from exchanges.models import ExchangeAccount
+from risk.api import KillSwitchProgressSerializer
 from risk.models import KillSwitch, RiskEvent
 from trading.models import Order, Position, PositionSide, Side
 from trading.selectors import order_actor_for
@@ -223,9 +224,13 @@ class PnlSerializer(serializers.Serializer):
 
 # --------------------------------------------------------------------------- kill switch
 class KillSwitchSerializer(ApiModelSerializer):
+    flatten = KillSwitchProgressSerializer(source="*", read_only=True, help_text=(
+        "The flattening (cancel orders, close positions) a worker does after the trip, as it goes."))
+
     class Meta:
         model = KillSwitch
-        fields = ["id", "scope", "active", "reason", "tripped_by_label", "created_at", "lifted_at", "summary"]
+        fields = ["id", "scope", "active", "reason", "tripped_by_label", "created_at", "lifted_at", "summary",
+                  "flatten"]
         read_only_fields = fields
 
 

@@ -7,9 +7,14 @@ import logging
 from celery import shared_task
 from celery.signals import worker_ready
 from django.core.cache import cache
+from redis.exceptions import LockError, RedisError
 
 from exchanges.models import ExchangeAccount
 from trading.services import account_reconcile, daily_loss_watch
+from trading.services.kill_switch import (
+    kill_switch_flatten,
+    kill_switch_flatten_requeue,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +25,9 @@ def reconcile_all_task() -> int:
     ids = list(ExchangeAccount.objects.exclude(status=ExchangeAccount.Status.DISABLED).values_list("pk", flat=True))
     for account_id in ids:
         account_reconcile_task.delay(account_id)
+    # The later pass that finishes a kill switch's flattening left by a killed worker (or
+    # never queued: the broker was down at the trip).
+    kill_switch_flatten_requeue(older_than_seconds=FLATTEN_STALL_SECONDS)
     return len(ids)
 
 
@@ -49,3 +57,50 @@ def _reconcile_on_worker_start(sender=None, **kwargs) -> None:
             reconcile_all_task.delay()
     except Exception as exc:  # the broker may not be reachable yet; beat will schedule one
         logger.warning("could not queue the start-up reconciliation: %s", exc)
+
+
+#: The user's flatten lock lives this long unless the pass extends it (it does at every
+#: step); a pass that died frees it after this, and a flattening that has not moved for
+#: FLATTEN_STALL_SECONDS is queued again by reconcile_all.
+FLATTEN_LOCK_SECONDS = 300
+FLATTEN_STALL_SECONDS = 360
+FLATTEN_BUSY_RETRY_SECONDS = 10
+FLATTEN_MAX_BUSY_RETRIES = 2 * FLATTEN_LOCK_SECONDS // FLATTEN_BUSY_RETRY_SECONDS
+
+
+def flatten_lock(user_id: int):
+    """The per-user lock a flattening pass holds: two passes (a redelivered task, a
+    re-queue, a new trip after a lift while the last one still runs) never flatten the
+    same user's accounts at once."""
+    return cache.lock(f"lock:kill_switch_flatten:{user_id}", timeout=FLATTEN_LOCK_SECONDS, blocking=False,
+                      thread_local=False)
+
+
+# acks_late with reject_on_worker_lost (the settings' defaults, spelled out here because
+# this task relies on them): a worker killed mid-way leaves the message unacknowledged, so
+# the broker delivers it again and the next pass resumes from the row's progress.
+@shared_task(name="trading.kill_switch_flatten", bind=True, ignore_result=True, acks_late=True,
+             reject_on_worker_lost=True, max_retries=FLATTEN_MAX_BUSY_RETRIES)
+def kill_switch_flatten_task(self, switch_id: int) -> str:
+    from risk.models import KillSwitch
+
+    user_id = KillSwitch.objects.filter(pk=switch_id).values_list("user_id", flat=True).first()
+    if user_id is None:
+        return "missing"
+    lock = flatten_lock(user_id)
+    try:
+        acquired = lock.acquire()
+    except RedisError as exc:  # the lock cannot be read: never flatten without it
+        raise self.retry(exc=exc, countdown=FLATTEN_BUSY_RETRY_SECONDS) from exc
+    if not acquired:
+        # Another pass for this user is running: try again after it (never alongside it).
+        raise self.retry(countdown=FLATTEN_BUSY_RETRY_SECONDS)
+    try:
+        switch = kill_switch_flatten(switch_id=switch_id, still_mine=lambda: lock.extend(FLATTEN_LOCK_SECONDS,
+                                                                                          replace_ttl=True))
+        return switch.flatten_state if switch is not None else "nothing to do"
+    finally:
+        try:
+            lock.release()
+        except (LockError, RedisError) as exc:  # expired meanwhile (a very slow venue), or Redis gone
+            logger.warning("flatten lock of user %s not released: %s", user_id, type(exc).__name__)

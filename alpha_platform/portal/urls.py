@@ -28,6 +28,7 @@ urlpatterns = [
     path("risk/", views.risk, name="risk"),
     path("kill-switch/", views.kill_switch, name="kill_switch"),
     path("kill-switch/lift/", views.kill_switch_lift, name="kill_switch_lift"),
+    path("kill-switch/retry/", views.kill_switch_retry, name="kill_switch_retry"),
     # Agents and their decisions
     path("agents/", views.agents, name="agents"),
     path("agents/new/", views.agent_create, name="agent_create"),

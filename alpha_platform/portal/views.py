@@ -32,7 +32,7 @@ from alpha_platform.portal import forms
 from exchanges import services as exchange_services
 from exchanges.models import ExchangeAccount
 from risk.models import RiskProfile
-from risk.services import risk_profile_update
+from risk.services import flatten_progress, risk_profile_update
 from trading import selectors as trading_selectors
 from trading import services as trading_services
 from trading.forms import ManualOrderForm
@@ -49,7 +49,8 @@ def _common(user) -> dict[str, Any]:
         "accounts": dict(ExchangeAccount.objects.filter(owner=user).values_list("pk", "name")),
         "agents": dict(agent_selectors.agents_for(user=user).values_list("pk", "name")),
     }
-    return {"halt": trading_selectors.halt_state(user=user), "refs": refs}
+    halt = trading_selectors.halt_state(user=user)
+    return {"halt": halt, "halt_progress": flatten_progress(halt["user"]) if halt["user"] else None, "refs": refs}
 
 
 def _page(request, template: str, context: dict[str, Any] | None = None, *, status: int = 200):
@@ -454,22 +455,29 @@ def kill_switch(request):
     form = forms.KillSwitchForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         reason = form.cleaned_data["reason"].strip() or "stopped from the portal"
-        switch = trading_services.kill_switch_trip(user=user, label=f"portal:{user.get_username()}", reason=reason,
-                                                   by=user)
-        reports = (switch.summary or {}).get("accounts", [])
-        closed = sum(r.get("closed", 0) for r in reports)
-        cancelled = sum(r.get("cancelled", 0) for r in reports)
-        errors = [e for r in reports for e in r.get("errors", [])]
-        messages.warning(request, f"Kill switch ON: {cancelled} order(s) cancelled, {closed} position(s) closed, "
-                                  "agents halted.")
-        for error in errors:
-            messages.error(request, f"Not done: {error}")
-        return redirect("portal:dashboard")
+        trading_services.kill_switch_trip(user=user, label=f"portal:{user.get_username()}", reason=reason, by=user)
+        # The flattening runs in a worker: this page follows it live.
+        messages.warning(request, "Kill switch ON: new orders refused, agents halted. Your accounts are being "
+                                  "flattened (open orders cancelled, positions closed at market).")
+        return redirect("portal:kill_switch")
     return _page(request, "portal/kill_switch.html", {
         "form": form,
         "open_orders": trading_selectors.open_order_count(user=user),
         "open_positions": trading_selectors.open_positions(user=user).count(),
         "active_agents": agent_selectors.agents_for(user=user).filter(status=AgentConfig.Status.ACTIVE).count()})
+
+
+@login_required
+@require_POST
+def kill_switch_retry(request):
+    """Flatten again the accounts a failed pass could not (the others stay done)."""
+    from trading.services.kill_switch import kill_switch_flatten_retry
+
+    if kill_switch_flatten_retry(user=request.user, by=request.user):
+        messages.info(request, "Flattening queued again for the accounts that failed.")
+    else:
+        messages.info(request, "Nothing to retry: the flattening has not failed.")
+    return redirect("portal:kill_switch")
 
 
 @login_required

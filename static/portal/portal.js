@@ -9,6 +9,7 @@
  *   decision   -> rows of table[data-live="decisions"], the agent's "last decision" cell
  *   agent      -> the agent's state badge and its pause / resume buttons
  *   risk.event -> the kill-switch banner (tripped / lifted)
+ *   kill_switch -> the flattening's progress (banner line, the kill switch page's region)
  * Elements with data-refresh-on="<type>:<id>" are re-fetched when that object changes,
  * and every [data-region] is re-fetched after a reconnect (events may have been missed).
  * Everything is built with DOM calls and textContent: event data never becomes HTML.
@@ -371,6 +372,21 @@
       document.getElementById("halt-global").hidden = e.allowed;
     }
     banner.hidden = Array.from(banner.querySelectorAll(".halt-part")).every((p) => p.hidden);
+  };
+
+  // A kill switch's flattening, step by step (a worker does it after the trip): the
+  // banner's line everywhere, and the kill switch page's progress region.
+  handlers.kill_switch = (e) => {
+    const p = e.progress || {};
+    document.querySelectorAll("[data-kill-progress]").forEach((el) => {
+      el.textContent = p.text || "";
+      el.hidden = !p.text || !e.active;
+    });
+    document.querySelectorAll("[data-kill-state]").forEach((el) => {
+      el.textContent = p.state || "";
+      el.className = "badge " + (p.state || "");
+    });
+    if (document.querySelector('[data-refresh-on~="kill_switch:' + CSS.escape(String(e.id)) + '"]')) scheduleRefresh(["kill-progress"]);
   };
 
   // ---------------------------------------------------------------- region refresh

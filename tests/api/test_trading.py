@@ -13,6 +13,7 @@ from risk.models import KillSwitch, RiskEvent
 from tests.factories import make_account, make_agent
 from trading.models import Order, Position
 from trading.services import order_submit
+from trading.tasks import kill_switch_flatten_task
 
 pytestmark = pytest.mark.django_db
 
@@ -257,10 +258,17 @@ def test_kill_switch_trip_status_and_lift(api, user, market):
     assert response.data["active"] is True and response.data["trading_allowed"] is False
     switch = response.data["switch"]
     assert switch["reason"] == "going on holiday" and switch["tripped_by_label"] == "api:alice"
-    assert switch["summary"]["accounts"][0]["closed"] == 1
-    assert not Position.objects.filter(status="open").exists()
+    # The request returns at once: agents halted, the flattening queued for a worker.
     agent.refresh_from_db()
     assert agent.status == AgentConfig.Status.HALTED
+    assert switch["flatten"]["state"] == "queued" and switch["flatten"]["accounts_total"] == 1
+    assert Position.objects.filter(status="open").exists()
+    kill_switch_flatten_task(switch["id"])  # the worker's part
+    flatten = api.get("/api/kill-switch/").data["switch"]["flatten"]
+    assert (flatten["state"], flatten["accounts_done"], flatten["positions_closed"], flatten["errors"]) == (
+        "done", 1, 1, [])
+    assert flatten["started_at"] and flatten["finished_at"] and flatten["text"].startswith("Flattened 1 account:")
+    assert not Position.objects.filter(status="open").exists()
 
     rejected = buy(api, account=account.pk)
     assert rejected.status_code == 422 and rejected.data["extra"]["rule"] == "user_halted"

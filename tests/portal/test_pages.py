@@ -15,6 +15,7 @@ from risk.models import KillSwitch, RiskProfile
 from tests.factories import BINANCE_CREDS, make_account, make_agent
 from trading.models import Order, Position
 from trading.services import order_submit
+from trading.tasks import kill_switch_flatten_task
 
 pytestmark = pytest.mark.django_db
 
@@ -372,11 +373,16 @@ def test_kill_switch_confirmation_trip_banner_and_lift(client_a, user, account_a
                              follow=True)
     switch = KillSwitch.objects.get(user=user, active=True)
     assert switch.reason == "market looks wrong"
-    assert not Position.objects.filter(owner=user, status="open").exists()
     agent_a.refresh_from_db()
     assert agent_a.status == AgentConfig.Status.HALTED
     html = response.content.decode()
     assert "KILL SWITCH ON" in html and 'id="halt-user" hidden' not in html and "Lift the kill switch" in html
+    # The request returned before the flattening, which the page follows live.
+    assert "Flattening queued: 1 account to flatten." in html and 'id="kill-progress"' in html
+    kill_switch_flatten_task(switch.pk)  # the worker's part
+    assert not Position.objects.filter(owner=user, status="open").exists()
+    page = client_a.get(reverse("portal:kill_switch")).content.decode()
+    assert "Flattened 1 account: 0 orders cancelled, 1 position closed." in page and "Retry flattening" not in page
     # The banner is site-wide.
     assert "KILL SWITCH ON" in client_a.get(reverse("portal:risk")).content.decode()
     assert b"The kill switch is ON" in client_a.get(reverse("portal:kill_switch")).content

@@ -13,8 +13,13 @@ from risk.services import global_halt_lift, global_halt_trip
 from tests.factories import make_account, make_agent
 from trading.models import BalanceSnapshot, Order, Position
 from trading.services import kill_switch_lift, kill_switch_trip, order_submit
+from trading.tasks import kill_switch_flatten_task
 
 pytestmark = pytest.mark.django_db
+
+
+def flatten(switch):
+    kill_switch_flatten_task(switch.pk)
 
 
 def submit(account, symbol, side, position_side, qty, **kw):
@@ -33,8 +38,11 @@ def test_user_kill_switch_flattens_everything_and_halts_agents(user, other_user,
     assert resting.status == "NEW"
 
     switch = kill_switch_trip(user=user, label="user:alice", reason="stop", by=user)
-
     assert switch.active and switch.tripped_by_label == "user:alice" and switch.tripped_by == user
+    flatten(switch)  # what the worker does with the task queued on commit
+
+    switch.refresh_from_db()
+    assert switch.flatten_state == "done"
     assert not Position.objects.filter(owner=user, status="open").exists()
     for account in (paper, second):
         trader = trader_for_account(account)
@@ -43,7 +51,7 @@ def test_user_kill_switch_flattens_everything_and_halts_agents(user, other_user,
     assert resting.status == Order.Status.CANCELLED
     closes = Order.objects.filter(owner=user, source="system", reduce_only=True)
     assert closes.count() == 2 and all(o.status == "FILLED" for o in closes)
-    summary = {r["account_id"]: r for r in switch.summary["accounts"]}
+    summary = {r["account_id"]: r for r in switch.summary["accounts"].values()}
     assert summary[paper.pk]["closed"] == 1 and summary[paper.pk]["cancelled"] == 1
     assert summary[second.pk]["closed"] == 1
     agent.refresh_from_db()
@@ -128,6 +136,7 @@ def test_daily_loss_watch_trips_without_an_order(user, market):
     account_reconcile_task(account.pk)
     switch = KillSwitch.objects.get(user=user, active=True)
     assert switch.tripped_by_label == "daily_loss_limit" and "1601.40" in switch.reason
+    flatten(switch)
     assert not Position.objects.filter(account=account, status="open").exists()
     agent.refresh_from_db()
     assert agent.status == AgentConfig.Status.HALTED
@@ -176,8 +185,10 @@ def test_a_close_the_gate_refuses_does_not_stop_the_others(user, market, monkeyp
 
     monkeypatch.setattr(ks, "order_submit", refusing)
     switch = kill_switch_trip(user=user, label="user:alice", reason="stop", by=user)
+    flatten(switch)
 
     open_symbols = set(Position.objects.filter(owner=user, status="open").values_list("symbol", flat=True))
     assert open_symbols == {"BTC/USDT"}
-    report = switch.summary["accounts"][0] if "accounts" in switch.summary else switch.summary
-    assert "BTC/USDT" in str(report) and "at most 1,000,000,000" in str(report)
+    switch.refresh_from_db()
+    assert switch.flatten_state == "failed" and switch.flatten_positions_closed == 1
+    assert "BTC/USDT" in str(switch.flatten_errors) and "at most 1,000,000,000" in str(switch.flatten_errors)

@@ -25,6 +25,7 @@ from tests.fakes.openai_server import USER_KEY
 from trading.models import Order
 from trading.services import account_reconcile, kill_switch_trip
 from trading.services.orders import RESERVED_MESSAGE
+from trading.tasks import kill_switch_flatten_task
 
 pytestmark = pytest.mark.django_db
 KEY = USER_KEY
@@ -181,7 +182,7 @@ def test_nobody_can_take_an_agents_next_client_ids(user, other_user, market, llm
     assert not Order.objects.filter(account=bobs_account).exists()
 
     # The kill switch's closing order takes an id of the platform's, and passes.
-    kill_switch_trip(user=user, label="test", reason="identity")
+    kill_switch_flatten_task(kill_switch_trip(user=user, label="test", reason="identity").pk)
     closing = Order.objects.get(account=agent.account, source=Order.Source.SYSTEM, parent__isnull=True)
     assert closing.client_order_id.startswith("at-m") and closing.status == Order.Status.FILLED
 

@@ -10,6 +10,7 @@ from risk.forms import RiskProfileAdminForm
 from risk.models import KillSwitch, RiskEvent, RiskProfile
 from risk.services import (
     can_trip_global_halt,
+    flatten_progress_text,
     global_halt_active,
     global_halt_lift,
     global_halt_trip,
@@ -75,13 +76,18 @@ class RiskEventAdmin(admin.ModelAdmin):
 class KillSwitchAdmin(admin.ModelAdmin):
     # Staff see who did it (tripped_by, lifted_by); users only ever see the label ("an operator").
     list_display = ("created_at", "scope", "user", "active", "tripped_by_label", "tripped_by", "reason",
-                    "lifted_at", "lifted_by")
-    list_filter = ("scope", "active")
+                    "flattening", "lifted_at", "lifted_by")
+    list_filter = ("scope", "active", "flatten_state")
     search_fields = ("user__username", "reason", "tripped_by_label", "tripped_by__username")
     list_select_related = ("user", "tripped_by", "lifted_by")
     readonly_fields = [f.name for f in KillSwitch._meta.fields]
-    actions = ["lift"]
+    actions = ["lift", "retry_flatten"]
     change_list_template = "admin/risk/killswitch_changelist.html"
+
+    @admin.display(description="Flattening", ordering="flatten_state")
+    def flattening(self, obj: KillSwitch) -> str:
+        # Live: the list refreshes on every kill_switch event (admin_live.js).
+        return flatten_progress_text(obj) or "—"
 
     def has_add_permission(self, request):
         return False
@@ -136,6 +142,21 @@ class KillSwitchAdmin(admin.ModelAdmin):
                 self.message_user(request, str(exc), messages.ERROR)
             else:
                 self.message_user(request, f"{switch}: lifted", messages.SUCCESS)
+
+    @admin.action(description="Retry the flattening of the selected (failed) kill switches")
+    def retry_flatten(self, request, queryset):
+        """Queue again the accounts a failed flattening could not do; another user's switch
+        needs ``risk.change_killswitch`` (the service refuses otherwise)."""
+        from trading.services.kill_switch import kill_switch_flatten_retry
+
+        for switch in queryset.filter(scope=KillSwitch.Scope.USER, active=True).select_related("user"):
+            try:
+                retried = kill_switch_flatten_retry(user=switch.user, by=request.user)
+            except PermissionError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, f"{switch}: flattening queued again" if retried else
+                                  f"{switch}: its flattening has not failed", messages.INFO)
 
     def has_change_permission(self, request, obj=None):
         return False

@@ -284,3 +284,50 @@ def test_a_retry_needs_a_failed_pass_and_the_owner_or_the_permission(user, other
     with django_capture_on_commit_callbacks(execute=True):
         assert ks.kill_switch_flatten_retry(user=user, by=user).flatten_state == "queued"
     assert queued == [switch.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_delivered_the_same_flattening_at_once_flatten_once(user, market, queued, monkeypatch):
+    """Two workers (threads here) run the task for the same trip at the same time: the one
+    that arrives while the other flattens backs off (Retry) and touches no venue."""
+    import threading
+
+    from django.db import connection
+
+    paper = make_account(user)
+    buy(paper)
+    switch = kill_switch_trip(user=user, label="user:alice", reason="stop", by=user)
+    assert queued == [switch.pk]  # committed for real here: the on-commit queueing ran
+    inside, release = threading.Event(), threading.Event()
+    calls, outcomes = [], []
+    real = ks.account_flatten
+
+    def slow(**kw):
+        calls.append(kw["account"].pk)
+        inside.set()
+        release.wait(30)
+        return real(**kw)
+
+    monkeypatch.setattr(ks, "account_flatten", slow)
+
+    def worker():
+        try:
+            kill_switch_flatten_task(switch.pk)
+            outcomes.append("ran")
+        except Retry:
+            outcomes.append("retry")
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=worker)
+    first.start()
+    assert inside.wait(30)
+    second = threading.Thread(target=worker)
+    second.start()
+    second.join(30)
+    release.set()
+    first.join(60)
+    assert outcomes == ["retry", "ran"] and calls == [paper.pk]
+    switch.refresh_from_db()
+    assert switch.flatten_state == "done" and switch.flatten_attempts == 1
+    assert Order.objects.filter(owner=user, source=Order.Source.SYSTEM).count() == 1

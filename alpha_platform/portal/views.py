@@ -456,10 +456,11 @@ def kill_switch(request):
     if request.method == "POST" and form.is_valid():
         reason = form.cleaned_data["reason"].strip() or "stopped from the portal"
         trading_services.kill_switch_trip(user=user, label=f"portal:{user.get_username()}", reason=reason, by=user)
-        # The flattening runs in a worker: this page follows it live.
+        # The flattening runs in a worker: the banner's progress line (every page) and the
+        # kill switch page follow it live; the dashboard's positions close as it goes.
         messages.warning(request, "Kill switch ON: new orders refused, agents halted. Your accounts are being "
                                   "flattened (open orders cancelled, positions closed at market).")
-        return redirect("portal:kill_switch")
+        return redirect("portal:dashboard")
     return _page(request, "portal/kill_switch.html", {
         "form": form,
         "open_orders": trading_selectors.open_order_count(user=user),

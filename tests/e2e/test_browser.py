@@ -185,9 +185,16 @@ def _scenario(browser, stack: Stack) -> None:
     page.click("#kill-confirm")
     page.wait_for_selector("#halt-banner:not([hidden]) >> text=KILL SWITCH ON")
     page.wait_for_selector("#positions-table tbody tr.empty-row")
+    # The worker's flattening, announced step by step, reaches the banner's progress line.
+    page.wait_for_selector(".halt-progress:not([hidden]) >> text=/Flattened \\d+ accounts?/")
     kill_png = ARTIFACTS / "e2e-kill-switch.png"
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(kill_png), full_page=True)
+    progress = trader.new_page()
+    progress.goto(f"{base}/kill-switch/")
+    assert progress.locator("#kill-progress [data-kill-state]").inner_text().strip().lower() == "done"
+    progress.screenshot(path=str(ARTIFACTS / "e2e-kill-switch-progress.png"), full_page=True)
+    progress.close()
 
     # 6. The server goes away: the page says it is offline, and reconnects (with backoff)
     #    when the server is back, catching up on what it missed.

@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from alpha_platform.common.config import get_config
@@ -347,10 +348,12 @@ def kill_switch_flatten_retry_mark(*, switch_id: int) -> KillSwitch | None:
     return kill_switch_flatten_queued(switch=switch, account_ids=list(summary.get("account_ids") or []))
 
 
-def kill_switch_flatten_stalled(*, older_than_seconds: float) -> list[int]:
-    """Active trips whose flattening is queued or running but has not moved for this long:
-    a worker died, or the task was never queued (the broker was down at the trip)."""
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    return list(KillSwitch.objects.filter(scope=KillSwitch.Scope.USER, active=True,
-                                          flatten_state__in=FLATTEN_PENDING, updated_at__lt=cutoff)
-                .values_list("pk", flat=True))
+def kill_switch_flatten_stalled(*, queued_for_seconds: float, running_still_seconds: float) -> list[int]:
+    """Active trips whose flattening is still queued after ``queued_for_seconds`` (the task
+    was never queued: the broker was down at the trip; or it waits in a long queue), or
+    running without a step for ``running_still_seconds`` (its worker died)."""
+    now = timezone.now()
+    return list(KillSwitch.objects.filter(scope=KillSwitch.Scope.USER, active=True).filter(
+        Q(flatten_state=FlattenState.QUEUED, updated_at__lt=now - timedelta(seconds=queued_for_seconds))
+        | Q(flatten_state=FlattenState.RUNNING, updated_at__lt=now - timedelta(seconds=running_still_seconds)))
+        .values_list("pk", flat=True))

@@ -27,7 +27,8 @@ def reconcile_all_task() -> int:
         account_reconcile_task.delay(account_id)
     # The later pass that finishes a kill switch's flattening left by a killed worker (or
     # never queued: the broker was down at the trip).
-    kill_switch_flatten_requeue(older_than_seconds=FLATTEN_STALL_SECONDS)
+    kill_switch_flatten_requeue(queued_for_seconds=FLATTEN_QUEUED_STALL_SECONDS,
+                                running_still_seconds=FLATTEN_RUNNING_STALL_SECONDS)
     return len(ids)
 
 
@@ -60,10 +61,12 @@ def _reconcile_on_worker_start(sender=None, **kwargs) -> None:
 
 
 #: The user's flatten lock lives this long unless the pass extends it (it does at every
-#: step); a pass that died frees it after this, and a flattening that has not moved for
-#: FLATTEN_STALL_SECONDS is queued again by reconcile_all.
+#: step); a pass that died frees it after this. reconcile_all queues again a flattening
+#: still queued after FLATTEN_QUEUED_STALL_SECONDS or running without a step for
+#: FLATTEN_RUNNING_STALL_SECONDS (past the lock's life, so the dead pass's lock is gone).
 FLATTEN_LOCK_SECONDS = 300
-FLATTEN_STALL_SECONDS = 360
+FLATTEN_QUEUED_STALL_SECONDS = 60
+FLATTEN_RUNNING_STALL_SECONDS = 360
 FLATTEN_BUSY_RETRY_SECONDS = 10
 FLATTEN_MAX_BUSY_RETRIES = 2 * FLATTEN_LOCK_SECONDS // FLATTEN_BUSY_RETRY_SECONDS
 

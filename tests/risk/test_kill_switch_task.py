@@ -42,7 +42,7 @@ def buy(account, symbol="BTC/USDT", qty="0.02", **kw):
 def queued(monkeypatch):
     """The flatten tasks queued (ids), instead of sending them to the broker."""
     sent: list[int] = []
-    monkeypatch.setattr(kill_switch_flatten_task, "delay", lambda switch_id: sent.append(switch_id))
+    monkeypatch.setattr(kill_switch_flatten_task, "apply_async", lambda args, **kw: sent.append(args[0]))
     return sent
 
 
@@ -100,6 +100,32 @@ def test_the_trip_returns_before_flattening_and_queues_the_task_on_commit(user, 
             switch.flatten_positions_closed, switch.flatten_errors) == ("done", 2, 1, 2, [])
     assert switch.flatten_started_at <= switch.flatten_finished_at and switch.flatten_attempts == 1
     assert not Position.objects.filter(owner=user, status="open").exists()
+
+
+def test_a_broker_down_at_the_trip_leaves_it_queued_and_a_later_pass_queues_it(
+        user, market, monkeypatch, django_capture_on_commit_callbacks):
+    from kombu.exceptions import OperationalError
+
+    make_account(user)
+    sent = []
+
+    def down(args, **kw):
+        raise OperationalError("Error 111 connecting to the broker")
+
+    monkeypatch.setattr(kill_switch_flatten_task, "apply_async", down)
+    with django_capture_on_commit_callbacks(execute=True):
+        switch = kill_switch_trip(user=user, label="user:alice", reason="stop", by=user)  # does not raise
+    switch.refresh_from_db()
+    assert switch.active and switch.flatten_state == "queued"
+
+    monkeypatch.setattr(kill_switch_flatten_task, "apply_async", lambda args, **kw: sent.append(args[0]))
+    with django_capture_on_commit_callbacks(execute=True):
+        reconcile_all_task()
+    assert sent == []  # queued a moment ago: the task may still be on its way
+    KillSwitch.objects.filter(pk=switch.pk).update(updated_at=switch.updated_at.replace(year=2000))
+    with django_capture_on_commit_callbacks(execute=True):
+        reconcile_all_task()
+    assert sent == [switch.pk]
 
 
 def test_the_trip_is_one_transaction_with_the_agents_halt(user, market, queued, monkeypatch):
@@ -331,3 +357,19 @@ def test_two_workers_delivered_the_same_flattening_at_once_flatten_once(user, ma
     switch.refresh_from_db()
     assert switch.flatten_state == "done" and switch.flatten_attempts == 1
     assert Order.objects.filter(owner=user, source=Order.Source.SYSTEM).count() == 1
+
+
+def test_the_admin_lists_the_progress_and_retries_a_failed_flattening(user, staff_user, market, client, queued,
+                                                                      django_capture_on_commit_callbacks):
+    make_account(user)
+    switch = kill_switch_trip(user=user, label="user:alice", reason="stop", by=user)
+    client.force_login(staff_user)
+    listing = client.get("/admin/risk/killswitch/").content.decode()
+    assert "Flattening queued: 1 account to flatten." in listing
+    assert 'data-events="kill_switch risk.event"' in listing  # the list follows the steps live
+    KillSwitch.objects.filter(pk=switch.pk).update(flatten_state="failed")
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/admin/risk/killswitch/", {"action": "retry_flatten", "_selected_action": [switch.pk]})
+    assert queued == [switch.pk]
+    switch.refresh_from_db()
+    assert switch.flatten_state == "queued"

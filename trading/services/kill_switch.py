@@ -111,12 +111,18 @@ def _flatten_accounts(user: AbstractBaseUser) -> list[int]:
                 .order_by("pk").values_list("pk", flat=True))
 
 
+#: Publishing the task: a few quick tries, not the settings' ~30 s, so a trip made while
+#: the broker is down answers at once; the flattening stays "queued" and reconcile_all's
+#: pass queues it again (kill_switch_flatten_requeue).
+FLATTEN_PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+
+
 def _queue_flatten(switch_id: int) -> None:
     from trading.tasks import kill_switch_flatten_task
 
-    # robust: the trip has committed whatever the broker says; a task that could not be
-    # queued leaves the flattening "queued", and the periodic pass queues it again.
-    transaction.on_commit(lambda: kill_switch_flatten_task.delay(switch_id), robust=True)
+    # robust: the trip has committed whatever the broker says (the error is logged).
+    transaction.on_commit(lambda: kill_switch_flatten_task.apply_async(
+        args=[switch_id], retry=True, retry_policy=FLATTEN_PUBLISH_RETRY), robust=True)
 
 
 def kill_switch_trip(*, user: AbstractBaseUser, label: str, reason: str,
@@ -204,13 +210,14 @@ def kill_switch_flatten_retry(*, user: AbstractBaseUser, by: AbstractBaseUser) -
     return switch
 
 
-def kill_switch_flatten_requeue(*, older_than_seconds: float) -> list[int]:
+def kill_switch_flatten_requeue(*, queued_for_seconds: float, running_still_seconds: float) -> list[int]:
     """Queue again the flattening of active trips that stalled (a worker killed mid-way,
-    a broker down at the trip). A duplicate of a live pass is harmless: the lock and the
-    state make it a no-op."""
+    a broker down at the trip). A duplicate of a live or waiting task is harmless: the lock
+    and the state make it a no-op."""
     from risk.services import kill_switch_flatten_stalled
 
-    ids = kill_switch_flatten_stalled(older_than_seconds=older_than_seconds)
+    ids = kill_switch_flatten_stalled(queued_for_seconds=queued_for_seconds,
+                                      running_still_seconds=running_still_seconds)
     for switch_id in ids:
         _queue_flatten(switch_id)
     return ids

@@ -11,7 +11,14 @@ import time
 
 import pytest
 
-from tests.integration.test_celery_agent import _manage, _migrated_env, _query, _start, _stop, _wait_ready
+from tests.integration.test_celery_agent import (
+    _manage,
+    _migrated_env,
+    _query,
+    _start,
+    _stop,
+    _wait_ready,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from celery import current_app
 from django.contrib import admin, messages
+from django.db import transaction
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -11,6 +13,7 @@ from risk.models import KillSwitch, RiskEvent, RiskProfile
 from risk.services import (
     can_trip_global_halt,
     flatten_progress_text,
+    kill_switch_flatten_retry_mark,
     global_halt_active,
     global_halt_lift,
     global_halt_trip,
@@ -70,6 +73,9 @@ class RiskEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+FLATTEN_TASK = "trading.kill_switch_flatten"
 
 
 @admin.register(KillSwitch)
@@ -145,18 +151,21 @@ class KillSwitchAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry the flattening of the selected (failed) kill switches")
     def retry_flatten(self, request, queryset):
-        """Queue again the accounts a failed flattening could not do; another user's switch
-        needs ``risk.change_killswitch`` (the service refuses otherwise)."""
-        from trading.services.kill_switch import kill_switch_flatten_retry
-
-        for switch in queryset.filter(scope=KillSwitch.Scope.USER, active=True).select_related("user"):
-            try:
-                retried = kill_switch_flatten_retry(user=switch.user, by=request.user)
-            except PermissionError as exc:
-                self.message_user(request, str(exc), messages.ERROR)
-            else:
-                self.message_user(request, f"{switch}: flattening queued again" if retried else
-                                  f"{switch}: its flattening has not failed", messages.INFO)
+        """Queue again the accounts a failed flattening could not do. Another user's switch
+        needs ``risk.change_killswitch``."""
+        if not request.user.has_perm("risk.change_killswitch"):
+            self.message_user(request, "Retrying a flattening needs the permission to change kill switches.",
+                              messages.ERROR)
+            return
+        for switch in queryset.filter(scope=KillSwitch.Scope.USER, active=True):
+            with transaction.atomic():
+                retried = kill_switch_flatten_retry_mark(switch_id=switch.pk)
+                if retried is not None:
+                    # By name: the task is trading's, and risk does not import trading.
+                    transaction.on_commit(lambda pk=switch.pk: current_app.send_task(
+                        FLATTEN_TASK, args=[pk]), robust=True)
+            self.message_user(request, f"{switch}: flattening queued again" if retried else
+                              f"{switch}: its flattening has not failed", messages.INFO)
 
     def has_change_permission(self, request, obj=None):
         return False

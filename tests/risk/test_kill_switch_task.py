@@ -360,7 +360,9 @@ def test_two_workers_delivered_the_same_flattening_at_once_flatten_once(user, ma
 
 
 def test_the_admin_lists_the_progress_and_retries_a_failed_flattening(user, staff_user, market, client, queued,
-                                                                      django_capture_on_commit_callbacks):
+                                                                      monkeypatch, django_capture_on_commit_callbacks):
+    from celery import current_app
+
     make_account(user)
     switch = kill_switch_trip(user=user, label="user:alice", reason="stop", by=user)
     client.force_login(staff_user)
@@ -368,8 +370,10 @@ def test_the_admin_lists_the_progress_and_retries_a_failed_flattening(user, staf
     assert "Flattening queued: 1 account to flatten." in listing
     assert 'data-events="kill_switch risk.event"' in listing  # the list follows the steps live
     KillSwitch.objects.filter(pk=switch.pk).update(flatten_state="failed")
+    sent = []
+    monkeypatch.setattr(current_app, "send_task", lambda name, args, **kw: sent.append((name, args)))
     with django_capture_on_commit_callbacks(execute=True):
         client.post("/admin/risk/killswitch/", {"action": "retry_flatten", "_selected_action": [switch.pk]})
-    assert queued == [switch.pk]
+    assert sent == [(kill_switch_flatten_task.name, [switch.pk])]
     switch.refresh_from_db()
     assert switch.flatten_state == "queued"

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from celery import current_app
 from django.contrib import admin, messages
-from django.db import transaction
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -13,10 +13,10 @@ from risk.models import KillSwitch, RiskEvent, RiskProfile
 from risk.services import (
     can_trip_global_halt,
     flatten_progress_text,
-    kill_switch_flatten_retry_mark,
     global_halt_active,
     global_halt_lift,
     global_halt_trip,
+    kill_switch_flatten_retry_mark,
     user_halt_lift,
 )
 

@@ -277,8 +277,10 @@ class KillSwitchView(APIView):
 class KillSwitchTripView(APIView):
     @extend_schema(operation_id="kill_switch_trip", tags=["kill-switch"], request=KillSwitchTripSerializer,
                    responses=KillSwitchStatusSerializer,
-                   description="Trip your kill switch: open orders are cancelled, positions closed, agents "
-                               "halted, and no order is accepted until you lift it. Idempotent.")
+                   description="Trip your kill switch: agents halted and no order accepted until you lift "
+                               "it, at once; a worker then cancels the open orders and closes the positions "
+                               "of every account, its progress in switch.flatten (poll GET /api/kill-switch/ "
+                               "or follow the kill_switch events). Idempotent.")
     def post(self, request):
         serializer = KillSwitchTripSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

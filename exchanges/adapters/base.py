@@ -378,9 +378,14 @@ class BaseTrader(abc.ABC):
         return client_order_id
 
     def close(self) -> None:
-        """Release the trader: a no-op for a pooled one (the pool owns its lifetime)."""
+        """Done with the trader. For a pooled one this only releases it (the pool owns its
+        lifetime and shuts it down when it is retired, idle or the process exits)."""
         if not self.pooled:
             self.shutdown()
+            return
+        release = getattr(self, "_pool_release", None)
+        if release is not None:
+            release(self)
 
     def shutdown(self) -> None:
         """Close sessions for good. Subclasses with connections override."""

@@ -25,10 +25,11 @@ import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal, InvalidOperation
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import eth_account
 import requests
@@ -91,6 +92,49 @@ INTERVALS_MS = {"1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m
 _KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _LONG_HEX = re.compile(r"(0x)?[0-9a-fA-F]{64,}")
+
+
+class _SignerNonces:
+    """The venue refuses a nonce twice per signer, and the SDK's nonce is the time in ms:
+    every action one signer signs in this process takes this lock and a fresh millisecond,
+    whichever trader instance (and thread) sends it."""
+
+    _registry: dict[str, _SignerNonces] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.last_ms = 0
+
+    @classmethod
+    def of(cls, signer: str) -> _SignerNonces:
+        with cls._registry_lock:
+            found = cls._registry.get(signer)
+            if found is None:
+                found = cls._registry[signer] = cls()
+            return found
+
+
+class _KnownCloids:
+    """Bounded memory of what this (long-lived) trader sent: only to show our client id,
+    order type and position side on a venue listing sooner. Nothing depends on it: every
+    result carries the cloid (``venue_client_order_id``) and the trading layer maps it."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._items: OrderedDict[str, tuple[str, PositionSide, OrderType]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._size = size
+
+    def remember(self, cloid: str, value: tuple[str, PositionSide, OrderType]) -> None:
+        with self._lock:
+            self._items[cloid] = value
+            self._items.move_to_end(cloid)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def get(self, cloid: str) -> tuple[str, PositionSide, OrderType] | None:
+        with self._lock:
+            return self._items.get(cloid)
 
 
 def cloid_for(client_order_id: str) -> str:
@@ -172,6 +216,12 @@ class _Leg:
 
 
 class HyperliquidTrader(BaseTrader):
+    CAPABILITIES: ClassVar[dict[str, Any]] = {
+        "supports_attached_tp_sl": True,  # normalTpsl grouping: entry and brackets in one action
+        "supports_reduce_only": True,
+        "has_user_stream": True,
+    }
+
     def __init__(self, *, spec: VenueSpec, credentials: Credentials,
                  runtime: AdapterRuntime | None = None) -> None:
         super().__init__(spec=spec, credentials=credentials, runtime=runtime or AdapterRuntime())
@@ -207,15 +257,19 @@ class HyperliquidTrader(BaseTrader):
 
         self._guard = Guard(self.runtime, venue=spec.venue, account_ref=spec.account_ref,
                             venue_config=dict(config))
+        # Long-lived (pooled per account): meta/spotMeta, the signer check and the leverage
+        # and margin mode applied are fetched or sent once and reused, from several threads.
         self._info: Info | None = None
         self._exchange: Exchange | None = None
         self._assets: dict[str, dict[str, Any]] = {}
+        self._clients_lock = threading.Lock()
         self._signer_checked = False
-        self._nonce_lock = threading.Lock()
-        self._last_nonce_ms = 0
+        self._signer_lock = threading.Lock()
+        self._nonces = _SignerNonces.of(self.agent_address)
+        self._settings_lock = threading.RLock()
         self._leverage_set: dict[str, tuple[int, bool]] = {}
         self._margin_mode: dict[str, MarginMode] = {}
-        self._known: dict[str, tuple[str, PositionSide, OrderType]] = {}  # cloid -> ours
+        self._known = _KnownCloids()
 
     # ================================================================ plumbing
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -288,7 +342,12 @@ class HyperliquidTrader(BaseTrader):
 
     def _clients(self) -> tuple[Info, Exchange]:
         """Build the SDK's Info and Exchange once, from one fetch of the venue's metadata."""
-        if self._info is None or self._exchange is None:
+        info, exchange = self._info, self._exchange
+        if info is not None and exchange is not None:
+            return info, exchange
+        with self._clients_lock:
+            if self._info is not None and self._exchange is not None:
+                return self._info, self._exchange
             def build() -> tuple[Info, Exchange]:
                 api = API(self.base_url, self.timeout)
                 try:
@@ -308,8 +367,9 @@ class HyperliquidTrader(BaseTrader):
                 self._assets = {a["name"]: dict(a, index=i) for i, a in enumerate(meta["universe"])}
                 return info, exchange
 
-            self._info, self._exchange = self._read(build)
-        return self._info, self._exchange
+            built_info, built_exchange = self._read(build)
+            self._info, self._exchange = built_info, built_exchange
+            return built_info, built_exchange
 
     def _asset(self, coin: str) -> dict[str, Any]:
         self._clients()
@@ -324,15 +384,17 @@ class HyperliquidTrader(BaseTrader):
 
     def _signed(self, action: Callable[[Exchange], T]) -> T:
         """A signed action. The SDK's nonce is the time in ms and the venue refuses a
-        nonce twice, so two actions from this trader never share a millisecond."""
+        nonce twice, so two actions of this signer never share a millisecond (the lock is
+        the signer's, shared by every trader instance in the process)."""
         _, exchange = self._clients()
-        with self._nonce_lock:
-            while int(time.time() * 1000) <= self._last_nonce_ms:
+        nonces = self._nonces
+        with nonces.lock:
+            while int(time.time() * 1000) <= nonces.last_ms:
                 time.sleep(0.0005)
             try:
                 return self._call(action, exchange)
             finally:
-                self._last_nonce_ms = int(time.time() * 1000)
+                nonces.last_ms = int(time.time() * 1000)
 
     def check_credentials(self) -> Balance:
         """The balance is public by address: also prove the agent key is approved for it."""
@@ -343,6 +405,11 @@ class HyperliquidTrader(BaseTrader):
         """Refuse to sign unless the key is the account's own or an agent approved for it."""
         if self._signer_checked:
             return
+        with self._signer_lock:
+            if not self._signer_checked:
+                self._check_signer()
+
+    def _check_signer(self) -> None:
         info, _ = self._clients()
         if self.agent_address != self.account_address:
             role = self._read(lambda: self._call(info.user_role, self.agent_address))
@@ -434,7 +501,7 @@ class HyperliquidTrader(BaseTrader):
             self.set_leverage(request.symbol, int(request.leverage))
         self._ensure_signer()
         for leg in legs:
-            self._known[leg.cloid] = (leg.client_order_id, leg.position_side, leg.order_type)
+            self._known.remember(leg.cloid, (leg.client_order_id, leg.position_side, leg.order_type))
         grouping = "normalTpsl" if len(legs) > 1 else "na"
         orders = [leg.sdk_request(coin) for leg in legs]
 
@@ -514,7 +581,8 @@ class HyperliquidTrader(BaseTrader):
             price=leg.limit_px if leg.order_type != OrderType.MARKET else None,
             executed_quantity=executed, executed_price=avg_px, status=status, fees=D0, timestamp=utcnow(),
             exchange=self.spec.venue, raw_data=raw, position_side=leg.position_side,
-            reduce_only=leg.reduce_only, stop_price=leg.trigger_px, fee_currency="USDC")
+            reduce_only=leg.reduce_only, stop_price=leg.trigger_px, fee_currency="USDC",
+            venue_client_order_id=leg.cloid)
 
     def _result_from_status(self, symbol: str, leg: _Leg, status: Any) -> OrderResult:
         venue = self.spec.venue
@@ -616,7 +684,7 @@ class HyperliquidTrader(BaseTrader):
             executed_quantity=executed, executed_price=None, status=state, fees=D0,
             timestamp=ms_to_datetime(status_ts or order.get("timestamp")), exchange=self.spec.venue,
             raw_data={"order": order, "status": status}, position_side=position_side,
-            reduce_only=reduce_only, stop_price=trigger, fee_currency="USDC")
+            reduce_only=reduce_only, stop_price=trigger, fee_currency="USDC", venue_client_order_id=cloid)
 
     @staticmethod
     def _map_status(status: str, executed: Decimal, orig: Decimal, tif: Any) -> OrderStatus:
@@ -799,9 +867,16 @@ class HyperliquidTrader(BaseTrader):
         return self._read(read)
 
     def _update_leverage(self, coin: str, leverage: int, mode: MarginMode) -> None:
+        """Sent only when it changes what this trader last applied; under a lock, so two
+        threads opening at once send it once."""
         is_cross = mode == MarginMode.CROSS
         if self._leverage_set.get(coin) == (leverage, is_cross):
             return
+        with self._settings_lock:
+            if self._leverage_set.get(coin) != (leverage, is_cross):
+                self._send_leverage(coin, leverage, is_cross)
+
+    def _send_leverage(self, coin: str, leverage: int, is_cross: bool) -> None:
         self._ensure_signer()
 
         def send() -> None:
@@ -880,8 +955,9 @@ class HyperliquidTrader(BaseTrader):
         candles = sorted(self._read(read), key=lambda c: c.timestamp)
         return candles[-limit:] if limit else candles
 
-    def close(self) -> None:
-        for client in (self._info, self._exchange):
+    def shutdown(self) -> None:
+        with self._clients_lock:
+            clients, self._info, self._exchange = (self._info, self._exchange), None, None
+        for client in clients:
             if client is not None:
                 client.session.close()
-        self._info = self._exchange = None

@@ -518,11 +518,23 @@ def test_a_fresh_adapter_reports_each_orders_cloid(server, agent, main_wallet, c
     assert cancelled.status == OrderStatus.CANCELLED and cancelled.venue_client_order_id == cloid_for("rest-1")
 
 
-def test_the_nonce_clock_is_the_signers_across_trader_instances(server, agent, main_wallet, clock):
+def test_the_nonce_clock_is_the_signers_across_trader_instances(server, agent, main_wallet, clock, monkeypatch):
     """Two instances signing for one agent key at once (two callers, or an old and a new
-    pooled trader) never send the same nonce, which the venue would refuse."""
+    pooled trader) never send the same nonce, which the venue would refuse. The clock the
+    nonces come from ticks every 100 ms here, so instances that did not share the signer's
+    nonce clock would collide within a tick."""
     import threading
+    import time as real_time
+    import types
 
+    import exchanges.adapters.hyperliquid as adapter_module
+    import hyperliquid.exchange as sdk_exchange
+
+    def coarse() -> float:
+        return (int(real_time.time() * 10)) / 10.0
+
+    monkeypatch.setattr(sdk_exchange, "get_timestamp_ms", lambda: int(coarse() * 1000))
+    monkeypatch.setattr(adapter_module, "time", types.SimpleNamespace(time=coarse, sleep=real_time.sleep))
     traders = [make_trader(server, agent.key.hex(), main_wallet.address, clock) for _ in range(2)]
     for trader in traders:
         trader.get_market_price("SOL/USDT")  # clients built before the race

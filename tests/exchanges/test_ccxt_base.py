@@ -19,7 +19,7 @@ from alpha_platform.common.config import load_config
 from alpha_platform.common.secrets import Credentials
 from exchanges.adapters.base import OrderSide, OrderStatus, OrderType, PositionSide, VenueSpec
 from exchanges.adapters.ccxt import BinanceUsdmTrader, CcxtTrader
-from exchanges.adapters.ccxt.base import _exchange_class, _Markets
+from exchanges.adapters.ccxt.wire import _exchange_class, _Markets
 from exchanges.adapters.errors import AuthenticationError, InsufficientFunds, OrderNotFound, UnknownSymbol
 from exchanges.adapters.registry import adapter_class, create_trader
 from exchanges.adapters.resilience import AdapterRuntime, MemoryStore

@@ -22,7 +22,10 @@ from exchanges.adapters.hyperliquid import cloid_for
 from exchanges.adapters.pool import TraderPool
 from exchanges.models import ExchangeAccount
 from exchanges.services import (
-    exchange_account_delete, exchange_account_set_credentials, trader_for_account, trader_pool,
+    exchange_account_delete,
+    exchange_account_set_credentials,
+    trader_for_account,
+    trader_pool,
 )
 from tests.factories import make_account
 from tests.fakes.binance_server import FakeBinanceFutures

@@ -20,129 +20,56 @@ sent once and, when its answer is lost, looked up by client order id.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import urlsplit
 
 import ccxt
 
 from alpha_platform.common.secrets import Credentials
 from exchanges.adapters.base import (
-    D0, Balance, BaseTrader, Candle, FillInfo, MarginMode, OrderRequest, OrderResult, OrderSide,
-    OrderStatus, OrderType, Position, PositionSide, SymbolRules, Ticker, VenueSpec,
-    ms_to_datetime, utcnow,
+    D0,
+    Balance,
+    BaseTrader,
+    Candle,
+    FillInfo,
+    MarginMode,
+    OrderRequest,
+    OrderResult,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    Position,
+    PositionSide,
+    Ticker,
+    VenueSpec,
+    ms_to_datetime,
+    utcnow,
 )
 from exchanges.adapters.ccxt.errors import map_error, wire_state
+from exchanges.adapters.ccxt.markets import MarketsMixin
+from exchanges.adapters.ccxt.unified import UnifiedReads
+from exchanges.adapters.ccxt.wire import _exchange_class, _wire_logger, dec, nz
 from exchanges.adapters.errors import (
-    ExchangeError, ExchangeUnavailable, InvalidOrderError, OperationalError, OrderNotFound, UnknownSymbol,
+    ExchangeError,
+    ExchangeUnavailable,
+    InvalidOrderError,
+    OperationalError,
+    OrderNotFound,
 )
 from exchanges.adapters.resilience import AdapterRuntime, Guard
 
 logger = logging.getLogger(__name__)
-# ccxt logs request headers (the API key) and signed URLs at DEBUG: keep that logger above it.
-_wire_logger = logging.getLogger("exchanges.adapters.ccxt.wire")
-_wire_logger.setLevel(logging.INFO)
-
 T = TypeVar("T")
 
 
-# --------------------------------------------------------------------------- ccxt class
-class _ResponseChecks:
-    """Mixed into the ccxt class.
-
-    - A 2xx body that is not JSON is a BadResponse (ccxt would hand the text to its parsers).
-    - The last answer's headers and path are kept per thread (a 429's Retry-After).
-    - ccxt chooses an exchange's per-market error table by the *production* host name in
-      the request URL (binance's ``get_exceptions_by_url`` matches ``https://fapi.binance.com/``
-      and its demo/testnet hosts): against any other configured URL (a testnet mirror, a
-      local fake, a proxy) only the common table would apply. ``alpha_exception_urls``
-      (configured prefix -> market type) makes the same tables apply to the URLs we use.
-    """
-
-    alpha_exception_urls: dict[str, str] = {}
-
-    def on_rest_response(self, code, reason, url, method, response_headers, response_body,
-                         request_headers, request_body):
-        body = super().on_rest_response(code, reason, url, method, response_headers, response_body,
-                                        request_headers, request_body)
-        wire_state.headers = dict(response_headers or {})
-        wire_state.path = urlsplit(url).path
-        if 200 <= int(code) < 300 and body:
-            try:
-                json.loads(body)
-            except ValueError:
-                raise ccxt.BadResponse(f"{self.id} {method} {url} malformed JSON in the response") from None
-        return body
-
-    def get_exceptions_by_url(self, url, exactOrBroad):  # noqa: N803 - ccxt's signature
-        inherited = getattr(super(), "get_exceptions_by_url", None)
-        found = inherited(url, exactOrBroad) if inherited else {}
-        if found or not url:
-            return found
-        for prefix, market_type in self.alpha_exception_urls.items():
-            if url.startswith(prefix):
-                return (self.exceptions.get(market_type) or {}).get(exactOrBroad) or {}
-        return {}
-
-
-_classes: dict[str, type] = {}
-_classes_lock = threading.Lock()
-
-
-def _exchange_class(ccxt_id: str) -> type:
-    with _classes_lock:
-        cls = _classes.get(ccxt_id)
-        if cls is None:
-            base = getattr(ccxt, ccxt_id, None)
-            if not isinstance(base, type):
-                raise OperationalError(f"ccxt has no exchange {ccxt_id!r}")
-            cls = _classes[ccxt_id] = type(f"Checked_{ccxt_id}", (_ResponseChecks, base), {})
-        return cls
-
-
-# --------------------------------------------------------------------------- helpers
-def dec(value: Any) -> Decimal | None:
-    """A venue value as Decimal: raw strings as they are, ccxt numbers through str()."""
-    if value is None or value == "" or isinstance(value, bool):
-        return None
-    number = value if isinstance(value, Decimal) else Decimal(str(value))
-    return number if number.is_finite() else None
-
-
-def nz(value: Any) -> Decimal | None:
-    number = dec(value)
-    return None if number is None or number == 0 else number
-
-
-def first(mapping: Mapping[str, Any] | None, *keys: str) -> Any:
-    for key in keys:
-        if mapping and mapping.get(key) not in (None, ""):
-            return mapping[key]
-    return None
-
-
-@dataclass(frozen=True)
-class _Markets:
-    attrs: dict[str, Any]
-    loaded_at: float
-
-
-UNIFIED_STATUS: dict[str, OrderStatus] = {
-    "open": OrderStatus.NEW, "closed": OrderStatus.FILLED, "canceled": OrderStatus.CANCELLED,
-    "expired": OrderStatus.EXPIRED, "rejected": OrderStatus.REJECTED,
-}
-
-
-class CcxtTrader(BaseTrader):
+class CcxtTrader(MarketsMixin, UnifiedReads, BaseTrader):
     """Generic over ccxt ids; subclasses set the venue's specifics."""
 
     DEFAULT_CCXT_ID = ""
@@ -164,12 +91,7 @@ class CcxtTrader(BaseTrader):
     MARGIN_ALREADY_SET_CODES: ClassVar[frozenset[str]] = frozenset()
     DUPLICATE_CLIENT_ID_CODES: ClassVar[frozenset[str]] = frozenset()
 
-    MARKETS_TTL = 3600.0
-    _market_cache: ClassVar[dict[tuple[str, str], _Markets]] = {}
-    _market_locks: ClassVar[dict[tuple[str, str], threading.Lock]] = {}
-    _market_guard: ClassVar[threading.Lock] = threading.Lock()
-    _MARKET_ATTRS = ("markets", "markets_by_id", "symbols", "ids", "currencies", "currencies_by_id",
-                     "codes", "baseCurrencies", "quoteCurrencies")
+    CONDITIONAL_MEMORY = 10_000
 
     def __init__(self, *, spec: VenueSpec, credentials: Credentials, runtime: AdapterRuntime | None = None) -> None:
         runtime = runtime or AdapterRuntime()
@@ -253,11 +175,6 @@ class CcxtTrader(BaseTrader):
             with self._lease_lock:
                 self._idle.append(exchange)
 
-    @classmethod
-    def clear_market_cache(cls) -> None:
-        with CcxtTrader._market_guard:
-            CcxtTrader._market_cache.clear()
-
     def shutdown(self) -> None:
         with self._lease_lock:
             built, self._built, self._idle = self._built, [], []
@@ -287,112 +204,6 @@ class CcxtTrader(BaseTrader):
 
     def _read(self, op: str, fn: Callable[[Any], T]) -> T:
         return self._guard.read(lambda: self._call(op, fn))
-
-    # ------------------------------------------------------------------ markets
-    def _markets(self) -> dict[str, Any]:
-        key = self._markets_key
-        entry = self._market_cache.get(key)
-        if entry is not None and time.monotonic() - entry.loaded_at < self._markets_ttl:
-            return entry.attrs
-        with self._market_guard:
-            lock = self._market_locks.setdefault(key, threading.Lock())
-        with lock:  # one load per process and key, however many traders and threads ask at once
-            entry = self._market_cache.get(key)
-            if entry is None or time.monotonic() - entry.loaded_at >= self._markets_ttl:
-                def load(exchange: Any) -> _Markets:
-                    exchange.load_markets(reload=True)
-                    return _Markets({a: getattr(exchange, a, None) for a in self._MARKET_ATTRS}, time.monotonic())
-
-                entry = self._read("load_markets", load)
-                self._market_cache[key] = entry
-        return entry.attrs
-
-    def _ensure_markets(self) -> None:
-        self._markets()
-
-    def _market(self, venue_symbol: str) -> dict[str, Any]:
-        candidates = (self._markets().get("markets_by_id") or {}).get(venue_symbol) or []
-        for market in candidates:
-            if market.get("contract") and market.get("linear", True):
-                return market
-        raise UnknownSymbol(f"{venue_symbol} is not listed on {self.spec.venue}", venue=self.spec.venue)
-
-    def _resolve(self, symbol: str) -> tuple[str, str]:
-        """Internal symbol -> (venue id, ccxt unified symbol)."""
-        venue_symbol = self.normalize_symbol(symbol)
-        return venue_symbol, self._market(venue_symbol)["symbol"]
-
-    def _internal(self, unified: str | None) -> str:
-        market = (self._markets().get("markets") or {}).get(unified or "")
-        return self.denormalize_symbol(market["id"] if market else (unified or ""))
-
-    def symbol_rules(self, symbol: str) -> SymbolRules:
-        venue_symbol, _ = self._resolve(symbol)
-        market = self._market(venue_symbol)
-        precision, limits = market.get("precision") or {}, market.get("limits") or {}
-        step = self._unified_precision(precision.get("amount"))
-        tick = self._unified_precision(precision.get("price"))
-        min_qty = dec((limits.get("amount") or {}).get("min")) or step
-        min_notional = dec((limits.get("cost") or {}).get("min")) or D0
-        return SymbolRules(symbol=symbol, quantity_step=step, price_tick=tick, min_quantity=min_qty,
-                           min_notional=min_notional, max_leverage=self._max_leverage(venue_symbol, market))
-
-    def _unified_precision(self, value: Any) -> Decimal:
-        number = nz(value)
-        if number is None:
-            raise UnknownSymbol(f"{self.spec.venue}: the market has no precision", venue=self.spec.venue)
-        if self._exchange.precisionMode == ccxt.DECIMAL_PLACES:
-            return Decimal(1).scaleb(-int(number))
-        return number
-
-    def _max_leverage(self, venue_symbol: str, market: Mapping[str, Any]) -> int:
-        maximum = int(self._leverage_cfg.get("maximum") or 1)
-        per_symbol = (self._leverage_cfg.get("per_symbol") or {}).get(venue_symbol)
-        venue_max = dec(((market.get("limits") or {}).get("leverage") or {}).get("max"))
-        caps = [maximum] + ([int(per_symbol)] if per_symbol else []) + ([int(venue_max)] if venue_max else [])
-        return max(1, min(caps))
-
-    # ------------------------------------------------------------------ client order ids
-    def venue_client_order_id(self, client_order_id: str) -> str:
-        """Ours if the venue accepts it, else a stable shortened form (same input, same id)."""
-        if self.CLIENT_ID_RE.fullmatch(client_order_id):
-            return client_order_id
-        digest = hashlib.sha256(client_order_id.encode()).hexdigest()[:10]
-        cleaned = re.sub(r"[^.A-Za-z0-9:/_-]", "-", client_order_id)
-        return f"{cleaned[:self.CLIENT_ID_MAX - 11]}-{digest}"
-
-    def derived_client_order_id(self, client_order_id: str, suffix: str) -> str:
-        """``<cid>-sl`` / ``<cid>-tp``, hashed down when that would pass the venue's limit."""
-        base = self.venue_client_order_id(client_order_id)
-        candidate = f"{base}-{suffix}"
-        if len(candidate) <= self.CLIENT_ID_MAX:
-            return candidate
-        digest = hashlib.sha256(base.encode()).hexdigest()[:8]
-        return f"{base[:self.CLIENT_ID_MAX - len(suffix) - 10]}-{digest}-{suffix}"
-
-    # ------------------------------------------------------------------ venue hooks
-    def _lookup_params(self, client_order_id: str | None, conditional: bool) -> dict[str, Any]:
-        """Params that address an order by client id (and in the conditional book)."""
-        params: dict[str, Any] = {"clientOrderId": client_order_id} if client_order_id else {}
-        if conditional:
-            params["trigger"] = True
-        return params
-
-    def _order_position_side(self, order: Mapping[str, Any]) -> PositionSide | None:
-        """The position an order belongs to when the venue says so (hedge mode)."""
-        return None
-
-    def _trade_realized_pnl(self, trade: Mapping[str, Any]) -> Decimal:
-        return D0  # not a unified field; venues that report it override
-
-    def _balance_extras(self, balance: Mapping[str, Any]) -> dict[str, Decimal]:
-        """Wallet balance, unrealized PnL and maintenance margin: not unified by ccxt."""
-        return {}
-
-    def _order_trades(self, exchange: Any, unified: str, order_id: str) -> list[dict[str, Any]]:
-        if exchange.has.get("fetchOrderTrades"):
-            return exchange.fetch_order_trades(order_id, unified)
-        return [t for t in exchange.fetch_my_trades(unified) if str(t.get("order")) == order_id]
 
     # ------------------------------------------------------------------ orders
     def place_order(self, request: OrderRequest) -> OrderResult:
@@ -495,11 +306,18 @@ class CcxtTrader(BaseTrader):
                 raise
 
         if conditional:
-            self._conditional_ids.add(client_order_id)
+            self._remember_conditional(client_order_id)
         result = self._guard.submit(send, lookup)
         if conditional:
-            self._conditional_ids.add(result.order_id)
+            self._remember_conditional(result.order_id)
         return self._with_fills(unified, result)
+
+    def _remember_conditional(self, ref: str) -> None:
+        """Which book to look in first. Only an ordering hint (both books are tried), so a
+        long-lived trader may forget: bounded."""
+        if len(self._conditional_ids) >= self.CONDITIONAL_MEMORY:
+            self._conditional_ids.clear()
+        self._conditional_ids.add(ref)
 
     def _attach_protection(self, request: OrderRequest, entry: OrderResult, unified: str) -> tuple[OrderResult, ...]:
         quantity = entry.executed_quantity
@@ -611,98 +429,16 @@ class CcxtTrader(BaseTrader):
                 self._order_result(o) for o in ex.fetch_open_orders(unified, params={"trigger": True})])
         return results
 
-    def _order_result(self, order: Mapping[str, Any], *, position_side: PositionSide | None = None) -> OrderResult:
-        """From ccxt's unified order structure."""
-        side = OrderSide(str(order.get("side")).upper())
-        quantity = dec(order.get("amount")) or D0
-        executed = dec(order.get("filled")) or D0
-        trigger = nz(order.get("triggerPrice"))
-        raw_type = str(order.get("type") or "").lower()
-        if trigger is not None or raw_type in ("stop_market", "stop", "take_profit_market", "take_profit"):
-            take_profit = nz(order.get("takeProfitPrice")) is not None or raw_type.startswith("take_profit")
-            order_type = OrderType.TAKE_PROFIT_MARKET if take_profit else OrderType.STOP_MARKET
-        else:
-            order_type = OrderType.LIMIT if raw_type == "limit" else OrderType.MARKET
-        status = UNIFIED_STATUS.get(str(order.get("status")), OrderStatus.NEW)
-        if status == OrderStatus.NEW and D0 < executed < quantity:
-            status = OrderStatus.PARTIALLY_FILLED
-        if order_type in (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET) \
-                and status == OrderStatus.FILLED and executed == 0:
-            executed = quantity  # a triggered conditional order executes through the order it became
-        reduce_only = bool(order.get("reduceOnly"))
-        if position_side is None:
-            position_side = self._order_position_side(order)
-        if position_side is None:  # one-way mode: a reducing sell closes a long, an opening buy makes one
-            position_side = PositionSide.LONG if (side == OrderSide.BUY) != reduce_only else PositionSide.SHORT
-        fee = dec((order.get("fee") or {}).get("cost")) or D0
-        return OrderResult(
-            symbol=self._internal(order.get("symbol")), order_id=str(order.get("id") or ""),
-            client_order_id=str(order.get("clientOrderId") or ""),
-            side=side, order_type=order_type, quantity=quantity,
-            price=nz(order.get("price")) if order_type == OrderType.LIMIT else None,
-            executed_quantity=executed, executed_price=nz(order.get("average")),
-            status=status, fees=fee,
-            timestamp=ms_to_datetime(order.get("lastUpdateTimestamp") or order.get("timestamp")),
-            exchange=self.spec.venue, raw_data=dict(order.get("info") or {}),
-            position_side=position_side, reduce_only=reduce_only, stop_price=trigger,
-        )
-
     # ------------------------------------------------------------------ account
     def get_balance(self) -> Balance:
         self._ensure_markets()
         return self._read("fetch_balance", lambda ex: self._balance(ex.fetch_balance()))
-
-    def _balance(self, balance: Mapping[str, Any]) -> Balance:
-        """From ccxt's unified balance (free / used / total of the quote currency)."""
-        unified = balance.get(self.QUOTE) or {}
-        equity = dec(unified.get("total")) or D0
-        extras = self._balance_extras(balance)
-        upnl = extras.get("unrealized_pnl", D0)
-        return Balance(
-            total_balance=extras.get("wallet_balance", equity - upnl),
-            available_balance=dec(unified.get("free")) or D0,
-            margin_balance=equity, unrealized_pnl=upnl, currency=self.QUOTE,
-            timestamp=ms_to_datetime(balance.get("timestamp")), exchange=self.spec.venue,
-            margin_used=dec(unified.get("used")) or D0,
-            maintenance_margin=extras.get("maintenance_margin", D0),
-            can_trade=bool(extras.get("can_trade", True)), account_type="futures",
-            raw_data=dict(balance.get("info") or {}),
-        )
 
     def get_positions(self, symbols: Sequence[str] | None = None) -> list[Position]:
         unified = [self._resolve(s)[1] for s in symbols] if symbols else None
         self._ensure_markets()
         return self._read("fetch_positions", lambda ex: [
             p for p in (self._position(raw) for raw in ex.fetch_positions(unified)) if p is not None])
-
-    def _position(self, raw: Mapping[str, Any]) -> Position | None:
-        """From ccxt's unified position structure."""
-        contracts = dec(raw.get("contracts")) or D0
-        size = abs(contracts * (dec(raw.get("contractSize")) or Decimal(1)))
-        if size == 0:
-            return None
-        side = PositionSide.SHORT if raw.get("side") == "short" else PositionSide.LONG
-        symbol = self._internal(raw.get("symbol"))
-        notional = abs(dec(raw.get("notional")) or D0)
-        isolated = raw.get("marginMode") == "isolated"
-        margin = (nz(raw.get("collateral")) if isolated else None) or dec(raw.get("initialMargin")) or D0
-        leverage = nz(raw.get("leverage"))
-        if leverage is None and margin:
-            leverage = (notional / margin).quantize(Decimal("1"))
-        if leverage is None:
-            market = (self._markets().get("markets") or {}).get(raw.get("symbol") or "") or {}
-            leverage = Decimal(self._leverage_set.get(str(market.get("id")), 1))
-        upnl = dec(raw.get("unrealizedPnl")) or D0
-        return Position(
-            symbol=symbol, side=side, size=size,
-            entry_price=dec(raw.get("entryPrice")) or D0, mark_price=dec(raw.get("markPrice")) or D0,
-            unrealized_pnl=upnl,
-            percentage_pnl=(upnl / margin * 100).quantize(Decimal("0.01")) if margin else D0,
-            leverage=leverage, margin=margin, timestamp=ms_to_datetime(raw.get("timestamp")),
-            exchange=self.spec.venue, position_id=None,
-            liquidation_price=nz(raw.get("liquidationPrice")),
-            margin_type="isolated" if isolated else "cross", raw_data=dict(raw.get("info") or {}),
-        )
 
     def set_leverage(self, symbol: str, leverage: int) -> None:
         venue_symbol, unified = self._resolve(symbol)

@@ -15,7 +15,8 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from exchanges.adapters.base import D0, PositionSide
-from exchanges.adapters.ccxt.base import CcxtTrader, dec, first
+from exchanges.adapters.ccxt.base import CcxtTrader
+from exchanges.adapters.ccxt.wire import dec, first
 from exchanges.adapters.errors import BadPrecision, ExchangeError
 
 

@@ -19,8 +19,17 @@ import ccxt
 
 from alpha_platform.common.secrets import MASK
 from exchanges.adapters.errors import (
-    AuthenticationError, ExchangeError, ExchangeUnavailable, InsufficientFunds, InvalidOrderError,
-    NetworkError, OperationalError, OrderNotFound, PermissionDenied, RateLimited, UnknownSymbol,
+    AuthenticationError,
+    ExchangeError,
+    ExchangeUnavailable,
+    InsufficientFunds,
+    InvalidOrderError,
+    NetworkError,
+    OperationalError,
+    OrderNotFound,
+    PermissionDenied,
+    RateLimited,
+    UnknownSymbol,
 )
 
 _URL = re.compile(r"https?://[^\s'\"]+")

@@ -527,8 +527,9 @@ def test_the_nonce_clock_is_the_signers_across_trader_instances(server, agent, m
     import time as real_time
     import types
 
-    import exchanges.adapters.hyperliquid as adapter_module
     import hyperliquid.exchange as sdk_exchange
+
+    import exchanges.adapters.hyperliquid.trader as adapter_module
 
     def coarse() -> float:
         return (int(real_time.time() * 10)) / 10.0

@@ -17,7 +17,7 @@ from alpha_platform.common.config import get_config
 from exchanges.adapters.base import ExchangeTrader, VenueSpec
 from exchanges.adapters.errors import ExchangeError
 from exchanges.adapters.pool import TraderPool, config_version, secret_version
-from exchanges.adapters.registry import create_trader
+from exchanges.adapters.registry import adapter_class, create_trader
 from exchanges.adapters.resilience import AdapterRuntime, RedisStore
 from exchanges.credentials import clean_credentials, credentials_hint
 from exchanges.models import ExchangeAccount, validate_venue
@@ -173,7 +173,7 @@ def trader_for_account(account: ExchangeAccount, *, runtime: AdapterRuntime | No
     shared = runtime is None or runtime is adapter_runtime()
     keep = (pooled and shared and account.pk is not None
             and account.status != ExchangeAccount.Status.DISABLED
-            and (spec.config.get("capabilities") or {}).get("long_lived", True))
+            and adapter_class(spec.config).capabilities_for(spec.config).get("long_lived", True))
     if not keep:
         if account.pk is not None and account.status == ExchangeAccount.Status.DISABLED:
             _pool.evict(account.pk)

@@ -274,7 +274,7 @@ class BaseTrader(abc.ABC):
     and the pool calls ``shutdown()`` when it evicts the trader.
     """
 
-    CAPABILITIES: dict[str, Any] = {}
+    CAPABILITIES: Mapping[str, Any] = {}
 
     def __init__(self, *, spec: VenueSpec, credentials: Credentials, runtime: Any = None) -> None:
         self.spec = spec
@@ -282,9 +282,12 @@ class BaseTrader(abc.ABC):
         self.credentials = credentials
         self.runtime = runtime
         self.pooled = False
-        self.capabilities: dict[str, Any] = {**DEFAULT_CAPABILITIES, **type(self).CAPABILITIES,
-                                             **(spec.config.get("capabilities") or {})}
+        self.capabilities = type(self).capabilities_for(spec.config)
         self._reverse_map = {v: k for k, v in spec.symbol_map.items()}
+
+    @classmethod
+    def capabilities_for(cls, venue_config: Mapping[str, Any]) -> dict[str, Any]:
+        return {**DEFAULT_CAPABILITIES, **cls.CAPABILITIES, **(venue_config.get("capabilities") or {})}
 
     def __repr__(self) -> str:  # credentials stay out of reprs and tracebacks
         return f"<{type(self).__name__} venue={self.spec.venue} account={self.spec.account_ref}>"

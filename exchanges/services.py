@@ -16,7 +16,8 @@ from alpha_platform.common import crypto
 from alpha_platform.common.config import get_config
 from exchanges.adapters.base import ExchangeTrader, VenueSpec
 from exchanges.adapters.errors import ExchangeError
-from exchanges.adapters.registry import create_trader
+from exchanges.adapters.pool import TraderPool, config_version, secret_version
+from exchanges.adapters.registry import adapter_class, create_trader
 from exchanges.adapters.resilience import AdapterRuntime, RedisStore
 from exchanges.credentials import clean_credentials, credentials_hint
 from exchanges.models import ExchangeAccount, validate_venue
@@ -56,6 +57,7 @@ def exchange_account_set_credentials(*, account: ExchangeAccount, credentials: M
     account.last_error = ""
     account.full_clean()
     account.save()
+    _evict_on_commit(account.pk)
     return account
 
 
@@ -68,6 +70,7 @@ def exchange_account_update(*, account: ExchangeAccount, name: str | None = None
         account.testnet = testnet
     account.full_clean()
     account.save()
+    _evict_on_commit(account.pk)
     return account
 
 
@@ -78,9 +81,11 @@ def exchange_account_delete(*, account: ExchangeAccount) -> None:
         raise ValidationError("This account has open positions: close them first.")
     if account.agents.exists():
         raise ValidationError("Agents use this account: delete or move them first.")
+    pk = account.pk
     with transaction.atomic():
         account.orders.all().delete()
         account.delete()
+        _evict_on_commit(pk)
 
 
 # --------------------------------------------------------------------------- traders
@@ -127,9 +132,26 @@ def adapter_runtime() -> AdapterRuntime:
 
 
 def reset_adapter_runtime() -> None:
+    """A fresh runtime, and a fresh trader pool with it (pooled traders hold the runtime)."""
     global _runtime
     with _runtime_lock:
         _runtime = None
+    trader_pool().close_all()
+
+
+# One pool per process. Idle traders are shut down after this long (a deleted account's
+# trader in another process goes this way; this process evicts it at once).
+TRADER_IDLE_SECONDS = 900.0
+_pool = TraderPool(idle_ttl=TRADER_IDLE_SECONDS)
+
+
+def trader_pool() -> TraderPool:
+    return _pool
+
+
+def _evict_on_commit(pk: int | None) -> None:
+    if pk is not None:
+        transaction.on_commit(lambda: _pool.evict(pk))
 
 
 def venue_spec(account: ExchangeAccount) -> VenueSpec:
@@ -139,10 +161,27 @@ def venue_spec(account: ExchangeAccount) -> VenueSpec:
                      account_ref=account.account_ref)
 
 
-def trader_for_account(account: ExchangeAccount, *, runtime: AdapterRuntime | None = None) -> ExchangeTrader:
-    """Build the account's ExchangeTrader with its decrypted credentials."""
-    return create_trader(venue_spec(account), credentials=account.credentials(),
-                         runtime=runtime or adapter_runtime())
+def trader_for_account(account: ExchangeAccount, *, runtime: AdapterRuntime | None = None,
+                       pooled: bool = True) -> ExchangeTrader:
+    """The account's ExchangeTrader: the process's long-lived one for this account, its
+    credentials' version, testnet flag and venue config (so metadata, leverage and margin
+    settings and nonces are reused), or a fresh one when ``runtime`` is the caller's own,
+    ``pooled`` is False, the account is disabled, or the venue's capabilities say it is
+    not worth keeping (``long_lived``). Callers still ``close()`` it when done: for a
+    pooled trader that is only a release."""
+    spec = venue_spec(account)
+    shared = runtime is None or runtime is adapter_runtime()
+    keep = (pooled and shared and account.pk is not None
+            and account.status != ExchangeAccount.Status.DISABLED
+            and adapter_class(spec.config).capabilities_for(spec.config).get("long_lived", True))
+    if not keep:
+        if account.pk is not None and account.status == ExchangeAccount.Status.DISABLED:
+            _pool.evict(account.pk)
+        return create_trader(spec, credentials=account.credentials(), runtime=runtime or adapter_runtime())
+    version = (secret_version(account.credentials_encrypted or ""), bool(account.testnet),
+               config_version(spec.config, spec.symbol_map))
+    return _pool.get(account.pk, version, lambda: create_trader(
+        spec, credentials=account.credentials(), runtime=adapter_runtime()))
 
 
 def exchange_account_test_connection(*, account: ExchangeAccount) -> ExchangeAccount:
@@ -151,7 +190,9 @@ def exchange_account_test_connection(*, account: ExchangeAccount) -> ExchangeAcc
     from alpha_platform.common.errors import CredentialsError
 
     try:
-        trader = trader_for_account(account)
+        # A fresh trader: the check proves the credentials now (a pooled one has cached
+        # its signer check).
+        trader = trader_for_account(account, pooled=False)
         try:
             balance = trader.check_credentials()
         finally:

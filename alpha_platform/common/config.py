@@ -79,6 +79,11 @@ class PlatformConfig:
         except KeyError:
             raise ConfigError(f"Unknown venue {name!r}", extra={"venue": name}) from None
 
+    def capabilities(self, venue: str) -> dict[str, bool]:
+        """The venue's capability flags as configured (adapters merge them over their own
+        defaults: ``BaseTrader.capabilities``)."""
+        return dict(self.venue(venue).get("capabilities") or {})
+
     def symbol_map(self, venue: str) -> dict[str, str]:
         key = self.venue(venue).get("symbol_mapping")
         return dict(self.raw["global_settings"].get("symbol_mapping", {}).get(key, {}) or {})

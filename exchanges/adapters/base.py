@@ -253,16 +253,41 @@ class ExchangeTrader(Protocol):
     def close(self) -> None: ...
 
 
+# Every adapter's capabilities, before its class and the venue's config say otherwise.
+DEFAULT_CAPABILITIES: dict[str, Any] = {
+    "supports_attached_tp_sl": False,  # stop-loss / take-profit sent with the entry, in one action
+    "supports_reduce_only": True,      # a reduce-only flag on orders
+    "has_user_stream": False,          # pushes the account's orders, fills and positions
+    "long_lived": True,                # worth keeping per account (metadata, settings, nonces)
+}
+
+
 class BaseTrader(abc.ABC):
     """Shared behaviour: the four trading verbs over ``place_order``, symbol mapping,
-    precision from ``symbol_rules``. Subclasses implement the venue calls."""
+    precision from ``symbol_rules``. Subclasses implement the venue calls.
+
+    Capabilities are data: ``DEFAULT_CAPABILITIES``, over them the class's
+    ``CAPABILITIES``, over those the venue config's ``capabilities`` block.
+
+    A trader may be long-lived and shared (``exchanges.services`` pools them per account):
+    then ``pooled`` is set, ``close()`` (which callers call in ``finally``) does nothing,
+    and the pool calls ``shutdown()`` when it evicts the trader.
+    """
+
+    CAPABILITIES: Mapping[str, Any] = {}
 
     def __init__(self, *, spec: VenueSpec, credentials: Credentials, runtime: Any = None) -> None:
         self.spec = spec
         self.exchange_name = spec.venue
         self.credentials = credentials
         self.runtime = runtime
+        self.pooled = False
+        self.capabilities = type(self).capabilities_for(spec.config)
         self._reverse_map = {v: k for k, v in spec.symbol_map.items()}
+
+    @classmethod
+    def capabilities_for(cls, venue_config: Mapping[str, Any]) -> dict[str, Any]:
+        return {**DEFAULT_CAPABILITIES, **cls.CAPABILITIES, **(venue_config.get("capabilities") or {})}
 
     def __repr__(self) -> str:  # credentials stay out of reprs and tracebacks
         return f"<{type(self).__name__} venue={self.spec.venue} account={self.spec.account_ref}>"
@@ -356,6 +381,17 @@ class BaseTrader(abc.ABC):
         return client_order_id
 
     def close(self) -> None:
+        """Done with the trader. For a pooled one this only releases it (the pool owns its
+        lifetime and shuts it down when it is retired, idle or the process exits)."""
+        if not self.pooled:
+            self.shutdown()
+            return
+        release = getattr(self, "_pool_release", None)
+        if release is not None:
+            release(self)
+
+    def shutdown(self) -> None:
+        """Close sessions for good. Subclasses with connections override."""
         return None
 
 

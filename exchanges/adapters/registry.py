@@ -12,7 +12,7 @@ from exchanges.adapters.base import ExchangeTrader, VenueSpec
 from exchanges.adapters.errors import OperationalError
 
 ADAPTERS: dict[str, str] = {
-    "ccxt": "exchanges.adapters.ccxt_trader:CcxtTrader",
+    "ccxt": "exchanges.adapters.ccxt:ccxt_trader_class",
     "hyperliquid": "exchanges.adapters.hyperliquid:HyperliquidTrader",
     "paper": "exchanges.adapters.paper:PaperTrader",
 }
@@ -24,7 +24,10 @@ def adapter_class(venue_config: Mapping[str, Any]) -> type:
         module_name, cls_name = ADAPTERS[kind].split(":")
     except KeyError:
         raise OperationalError(f"No adapter for exchange_type {kind!r}") from None
-    return getattr(import_module(module_name), cls_name)
+    found = getattr(import_module(module_name), cls_name)
+    if kind == "ccxt":  # the venue class for the ccxt id (Binance USD-M), else the generic base
+        return found(str(venue_config.get("ccxt_id") or ""))
+    return found
 
 
 def create_trader(spec: VenueSpec, *, credentials: Credentials, runtime: Any) -> ExchangeTrader:

@@ -20,7 +20,7 @@ from alpha_platform.common.secrets import Credentials
 from exchanges.adapters.base import (
     ExchangeTrader, MarginMode, OrderRequest, OrderSide, OrderStatus, OrderType, PositionSide, VenueSpec,
 )
-from exchanges.adapters.ccxt_trader import CcxtTrader
+from exchanges.adapters.ccxt import BinanceUsdmTrader, CcxtTrader
 from exchanges.adapters.errors import (
     AuthenticationError, BadPrecision, CircuitOpenError, ExchangeUnavailable, InsufficientFunds,
     InvalidOrderError, NetworkError, OrderNotFound, OrderStatusUnknown, RateLimited, UnknownSymbol,
@@ -86,12 +86,12 @@ def make_spec(fake: FakeBinanceFutures, *, timeout_ms: int = 5000, testnet: bool
 
 @pytest.fixture
 def make_trader(fake, clock):
-    made: list[CcxtTrader] = []
+    made: list[BinanceUsdmTrader] = []
 
     def build(*, secret: str | None = None, key: str | None = None, runtime: AdapterRuntime | None = None,
-              **spec_kw) -> CcxtTrader:
+              **spec_kw) -> BinanceUsdmTrader:
         creds = Credentials({"api_key": key or fake.api_key, "api_secret": secret or fake.api_secret})
-        trader = CcxtTrader(spec=make_spec(fake, **spec_kw), credentials=creds,
+        trader = BinanceUsdmTrader(spec=make_spec(fake, **spec_kw), credentials=creds,
                             runtime=runtime or make_runtime(clock))
         made.append(trader)
         return trader
@@ -102,7 +102,7 @@ def make_trader(fake, clock):
 
 
 @pytest.fixture
-def trader(make_trader) -> CcxtTrader:
+def trader(make_trader) -> BinanceUsdmTrader:
     return make_trader()
 
 
@@ -211,7 +211,10 @@ def test_long_client_ids_are_shortened_stably(fake, trader):
     derived = {trader.derived_client_order_id("d" * 34, s) for s in ("sl", "tp")}
     assert len(derived) == 2 and all(len(c) <= 36 for c in derived)
     placed = trader.open_long("BTC/USDT", D("0.002"), client_order_id=long_cid)
-    assert placed.client_order_id == venue_cid
+    # ours on the result of what we placed, the venue's form beside it (the trading layer
+    # records it on the Order and matches the venue's listings by it)
+    assert (placed.client_order_id, placed.venue_client_order_id) == (long_cid, venue_cid)
+    assert fake.requests_to(*ORDER)[0].params["newClientOrderId"] == venue_cid
     assert trader.get_order("BTC/USDT", client_order_id=long_cid).order_id == placed.order_id
 
 
@@ -274,7 +277,7 @@ def test_testnet_switch_and_urls_point_only_at_the_configured_base(fake, make_tr
     trader = make_trader(testnet=True)
     assert trader.base_url == fake.url
     assert trader.get_market_price("BTC/USDT") == D("65000")
-    assert set(trader._exchange.urls["api"]) == set(CcxtTrader.API_URL_PATHS)
+    assert set(trader._exchange.urls["api"]) == set(BinanceUsdmTrader.API_URL_PATHS)
     assert all(url.startswith(fake.url) for url in trader._exchange.urls["api"].values())
 
 
@@ -282,7 +285,7 @@ def test_registry_builds_it_from_the_config(fake, clock):
     creds = Credentials({"api_key": fake.api_key, "api_secret": fake.api_secret})
     trader = create_trader(make_spec(fake), credentials=creds, runtime=make_runtime(clock))
     try:
-        assert isinstance(trader, CcxtTrader) and isinstance(trader, ExchangeTrader)
+        assert isinstance(trader, BinanceUsdmTrader) and isinstance(trader, ExchangeTrader)
         assert trader.ccxt_id == "binanceusdm" and trader._exchange.timeout == 5000
         assert trader._exchange.enableRateLimit is True
     finally:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from alpha_platform.common.secrets import Credentials
 from exchanges.adapters.base import (
@@ -89,6 +89,9 @@ def build_market(config: Mapping[str, Any], *, symbol_map: Mapping[str, str] | N
 
 
 class PaperTrader(BaseTrader):
+    # Nothing to reuse between calls (the book lives in the store): built per call.
+    CAPABILITIES: ClassVar[dict[str, Any]] = {"long_lived": False}
+
     def __init__(self, *, spec: VenueSpec, credentials: Credentials | None = None, runtime: Any = None) -> None:
         super().__init__(spec=spec, credentials=credentials or Credentials({}), runtime=runtime)
         extra: Mapping[str, Any] = getattr(runtime, "extra", None) or {}

@@ -20,15 +20,14 @@ as Decimals. Hyperliquid margins in USDC, so balances and fees are in USDC.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal, InvalidOperation
-from typing import Any, TypeVar
+from collections.abc import Callable
+from dataclasses import replace
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
+from typing import Any, ClassVar, TypeVar
 
 import eth_account
 import requests
@@ -36,7 +35,6 @@ from hyperliquid.api import API
 from hyperliquid.exchange import Exchange
 from hyperliquid.info import Info
 from hyperliquid.utils.error import ClientError, ServerError
-from hyperliquid.utils.signing import float_to_wire
 from hyperliquid.utils.types import Cloid
 
 from alpha_platform.common.secrets import Credentials
@@ -44,20 +42,14 @@ from exchanges.adapters.base import (
     D0,
     Balance,
     BaseTrader,
-    Candle,
-    FillInfo,
     MarginMode,
     OrderRequest,
     OrderResult,
     OrderSide,
     OrderStatus,
     OrderType,
-    Position,
-    PositionSide,
     SymbolRules,
-    Ticker,
     VenueSpec,
-    ms_to_datetime,
     utcnow,
 )
 from exchanges.adapters.errors import (
@@ -73,105 +65,35 @@ from exchanges.adapters.errors import (
     RateLimited,
     UnknownSymbol,
 )
+from exchanges.adapters.hyperliquid.account import AccountAndMarketData
+from exchanges.adapters.hyperliquid.reads import OrderReads
+from exchanges.adapters.hyperliquid.wire import (
+    _ADDRESS,
+    _KEY,
+    PERP_MAX_DECIMALS,
+    TIF,
+    TRIGGER_SLIPPAGE,
+    _d,
+    _KnownCloids,
+    _Leg,
+    _scrub,
+    _SignerNonces,
+    cloid_for,
+    round_price,
+)
 from exchanges.adapters.resilience import AdapterRuntime, Guard
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-PERP_MAX_DECIMALS = 6
-PRICE_SIG_FIGS = 5
-# A triggered stop executes as a market order bounded by this limit; wide on purpose
-# (as the venue's own front end does), so a fast market does not leave a stop unfilled.
-TRIGGER_SLIPPAGE = Decimal("0.10")
-TIF = {"GTC": "Gtc", "IOC": "Ioc", "ALO": "Alo", "POST_ONLY": "Alo", "GTX": "Alo"}
-INTERVALS_MS = {"1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
-                "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "8h": 28_800_000,
-                "12h": 43_200_000, "1d": 86_400_000, "3d": 259_200_000, "1w": 604_800_000,
-                "1M": 2_592_000_000}
-_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_LONG_HEX = re.compile(r"(0x)?[0-9a-fA-F]{64,}")
 
+class HyperliquidTrader(OrderReads, AccountAndMarketData, BaseTrader):
+    CAPABILITIES: ClassVar[dict[str, Any]] = {
+        "supports_attached_tp_sl": True,  # normalTpsl grouping: entry and brackets in one action
+        "supports_reduce_only": True,
+        "has_user_stream": True,
+    }
 
-def cloid_for(client_order_id: str) -> str:
-    """Our client order id -> the venue's 16-byte cloid (0x + 32 hex), always the same."""
-    return "0x" + hashlib.sha256(client_order_id.encode()).digest()[:16].hex()
-
-
-def round_price(price: Decimal, sz_decimals: int, rounding: str = ROUND_HALF_EVEN) -> Decimal:
-    """Hyperliquid's perp price rule: <= 5 significant figures and <= 6 - szDecimals
-    decimals; an integer price is always valid."""
-    if price <= 0:
-        raise BadPrecision(f"Price {price} must be positive", venue="hyperliquid")
-    exponent = min(0, max(price.adjusted() - (PRICE_SIG_FIGS - 1), -(PERP_MAX_DECIMALS - sz_decimals)))
-    rounded = price.quantize(Decimal(1).scaleb(exponent), rounding=rounding)
-    if rounded <= 0:
-        raise BadPrecision(f"Price {price} rounds to zero", venue="hyperliquid")
-    return rounded
-
-
-def _d(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        raise ExchangeUnavailable(f"hyperliquid: not a number in the response: {str(value)[:40]!r}",
-                                  venue="hyperliquid") from None
-
-
-def _plain(value: Decimal) -> Decimal:
-    """A computed Decimal without exponent notation (65000, not 6.500E+4)."""
-    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
-
-
-def _scrub(text: Any) -> str:
-    """Venue text for our messages: no key- or signature-length hex, bounded length."""
-    return _LONG_HEX.sub("0x[redacted]", str(text))[:300]
-
-
-@dataclass(frozen=True)
-class _Leg:
-    """One order of a signed order action (an entry, or an attached stop/target)."""
-
-    client_order_id: str
-    cloid: str
-    order_type: OrderType
-    is_buy: bool
-    quantity: Decimal
-    limit_px: Decimal
-    trigger_px: Decimal | None
-    reduce_only: bool
-    tif: str | None
-    position_side: PositionSide
-
-    @property
-    def side(self) -> OrderSide:
-        return OrderSide.BUY if self.is_buy else OrderSide.SELL
-
-    def check_wire(self) -> None:
-        """The SDK refuses (ValueError) a float that its 8-decimal wire form would round."""
-        for value in (self.quantity, self.limit_px, self.trigger_px):
-            if value is None:
-                continue
-            try:
-                float_to_wire(float(value))
-            except ValueError:
-                raise BadPrecision(f"{value} cannot be sent exactly to hyperliquid", venue="hyperliquid") from None
-
-    def sdk_request(self, coin: str) -> dict[str, Any]:
-        if self.trigger_px is not None:
-            tpsl = "sl" if self.order_type == OrderType.STOP_MARKET else "tp"
-            order_type: dict[str, Any] = {"trigger": {"triggerPx": float(self.trigger_px),
-                                                      "isMarket": True, "tpsl": tpsl}}
-        else:
-            order_type = {"limit": {"tif": self.tif}}
-        return {"coin": coin, "is_buy": self.is_buy, "sz": float(self.quantity),
-                "limit_px": float(self.limit_px), "order_type": order_type,
-                "reduce_only": self.reduce_only, "cloid": Cloid(self.cloid)}
-
-
-class HyperliquidTrader(BaseTrader):
     def __init__(self, *, spec: VenueSpec, credentials: Credentials,
                  runtime: AdapterRuntime | None = None) -> None:
         super().__init__(spec=spec, credentials=credentials, runtime=runtime or AdapterRuntime())
@@ -207,15 +129,19 @@ class HyperliquidTrader(BaseTrader):
 
         self._guard = Guard(self.runtime, venue=spec.venue, account_ref=spec.account_ref,
                             venue_config=dict(config))
+        # Long-lived (pooled per account): meta/spotMeta, the signer check and the leverage
+        # and margin mode applied are fetched or sent once and reused, from several threads.
         self._info: Info | None = None
         self._exchange: Exchange | None = None
         self._assets: dict[str, dict[str, Any]] = {}
+        self._clients_lock = threading.Lock()
         self._signer_checked = False
-        self._nonce_lock = threading.Lock()
-        self._last_nonce_ms = 0
+        self._signer_lock = threading.Lock()
+        self._nonces = _SignerNonces.of(self.agent_address)
+        self._settings_lock = threading.RLock()
         self._leverage_set: dict[str, tuple[int, bool]] = {}
         self._margin_mode: dict[str, MarginMode] = {}
-        self._known: dict[str, tuple[str, PositionSide, OrderType]] = {}  # cloid -> ours
+        self._known = _KnownCloids()
 
     # ================================================================ plumbing
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -288,7 +214,12 @@ class HyperliquidTrader(BaseTrader):
 
     def _clients(self) -> tuple[Info, Exchange]:
         """Build the SDK's Info and Exchange once, from one fetch of the venue's metadata."""
-        if self._info is None or self._exchange is None:
+        info, exchange = self._info, self._exchange
+        if info is not None and exchange is not None:
+            return info, exchange
+        with self._clients_lock:
+            if self._info is not None and self._exchange is not None:
+                return self._info, self._exchange
             def build() -> tuple[Info, Exchange]:
                 api = API(self.base_url, self.timeout)
                 try:
@@ -308,8 +239,9 @@ class HyperliquidTrader(BaseTrader):
                 self._assets = {a["name"]: dict(a, index=i) for i, a in enumerate(meta["universe"])}
                 return info, exchange
 
-            self._info, self._exchange = self._read(build)
-        return self._info, self._exchange
+            built_info, built_exchange = self._read(build)
+            self._info, self._exchange = built_info, built_exchange
+            return built_info, built_exchange
 
     def _asset(self, coin: str) -> dict[str, Any]:
         self._clients()
@@ -324,15 +256,17 @@ class HyperliquidTrader(BaseTrader):
 
     def _signed(self, action: Callable[[Exchange], T]) -> T:
         """A signed action. The SDK's nonce is the time in ms and the venue refuses a
-        nonce twice, so two actions from this trader never share a millisecond."""
+        nonce twice, so two actions of this signer never share a millisecond (the lock is
+        the signer's, shared by every trader instance in the process)."""
         _, exchange = self._clients()
-        with self._nonce_lock:
-            while int(time.time() * 1000) <= self._last_nonce_ms:
+        nonces = self._nonces
+        with nonces.lock:
+            while int(time.time() * 1000) <= nonces.last_ms:
                 time.sleep(0.0005)
             try:
                 return self._call(action, exchange)
             finally:
-                self._last_nonce_ms = int(time.time() * 1000)
+                nonces.last_ms = int(time.time() * 1000)
 
     def check_credentials(self) -> Balance:
         """The balance is public by address: also prove the agent key is approved for it."""
@@ -343,6 +277,11 @@ class HyperliquidTrader(BaseTrader):
         """Refuse to sign unless the key is the account's own or an agent approved for it."""
         if self._signer_checked:
             return
+        with self._signer_lock:
+            if not self._signer_checked:
+                self._check_signer()
+
+    def _check_signer(self) -> None:
         info, _ = self._clients()
         if self.agent_address != self.account_address:
             role = self._read(lambda: self._call(info.user_role, self.agent_address))
@@ -434,7 +373,7 @@ class HyperliquidTrader(BaseTrader):
             self.set_leverage(request.symbol, int(request.leverage))
         self._ensure_signer()
         for leg in legs:
-            self._known[leg.cloid] = (leg.client_order_id, leg.position_side, leg.order_type)
+            self._known.remember(leg.cloid, (leg.client_order_id, leg.position_side, leg.order_type))
         grouping = "normalTpsl" if len(legs) > 1 else "na"
         orders = [leg.sdk_request(coin) for leg in legs]
 
@@ -514,7 +453,8 @@ class HyperliquidTrader(BaseTrader):
             price=leg.limit_px if leg.order_type != OrderType.MARKET else None,
             executed_quantity=executed, executed_price=avg_px, status=status, fees=D0, timestamp=utcnow(),
             exchange=self.spec.venue, raw_data=raw, position_side=leg.position_side,
-            reduce_only=leg.reduce_only, stop_price=leg.trigger_px, fee_currency="USDC")
+            reduce_only=leg.reduce_only, stop_price=leg.trigger_px, fee_currency="USDC",
+            venue_client_order_id=leg.cloid)
 
     def _result_from_status(self, symbol: str, leg: _Leg, status: Any) -> OrderResult:
         venue = self.spec.venue
@@ -548,123 +488,6 @@ class HyperliquidTrader(BaseTrader):
         except ExchangeError as exc:
             logger.info("%s: attached order %s not looked up (%s)", self.spec.venue, leg.cloid, type(exc).__name__)
         return self._leg_result(symbol, leg, order_id, OrderStatus.NEW, raw)
-
-    # ---------------------------------------------------------------- look-ups
-    def _order_status(self, coin: str, ref: str | int) -> dict[str, Any] | None:
-        """orderStatus by oid or cloid; None when the venue does not know it."""
-        info, _ = self._clients()
-        if isinstance(ref, str):
-            answer = self._call(info.query_order_by_cloid, self.account_address, Cloid(ref))
-        else:
-            answer = self._call(info.query_order_by_oid, self.account_address, ref)
-        if not isinstance(answer, dict) or "status" not in answer:
-            raise ExchangeUnavailable(f"{self.spec.venue}: malformed orderStatus answer", venue=self.spec.venue)
-        if answer["status"] != "order":
-            return None
-        try:
-            found = answer["order"]
-            found["order"]["oid"], found["status"]  # noqa: B018 - shape check
-        except (KeyError, TypeError):
-            raise ExchangeUnavailable(f"{self.spec.venue}: malformed orderStatus answer",
-                                      venue=self.spec.venue) from None
-        return found
-
-    def _query(self, symbol: str, coin: str, *, cloid: str | None = None, oid: int | None = None,
-               retry: bool = True) -> OrderResult:
-        """One order by cloid or oid. ``retry=False`` inside Guard.submit's look-ups, which
-        are already paced and counted there."""
-        ask = lambda: self._order_status(coin, cloid if cloid is not None else oid)  # noqa: E731
-        found = self._read(ask) if retry else ask()
-        if found is None:
-            raise OrderNotFound(f"{self.spec.venue}: order {cloid or oid} is unknown", venue=self.spec.venue)
-        return self._order_from_wire(symbol, found["order"], found.get("status"), found.get("statusTimestamp"))
-
-    def _order_from_wire(self, symbol: str | None, order: dict[str, Any], status: str | None,
-                         status_ts: Any = None) -> OrderResult:
-        coin = order.get("coin", "")
-        cloid = (order.get("cloid") or "").lower()
-        is_buy = order.get("side") == "B"
-        reduce_only = bool(order.get("reduceOnly"))
-        known = self._known.get(cloid)
-        orig = _d(order.get("origSz")) or _d(order.get("sz")) or D0
-        remaining = _d(order.get("sz")) or D0
-        executed = max(D0, orig - remaining)
-        kind = str(order.get("orderType") or "Limit")
-        if known is not None:
-            order_type = known[2]
-        elif kind.startswith("Stop"):
-            order_type = OrderType.STOP_MARKET
-        elif kind.startswith("Take Profit"):
-            order_type = OrderType.TAKE_PROFIT_MARKET
-        else:
-            order_type = OrderType.MARKET if order.get("tif") == "Ioc" else OrderType.LIMIT
-        if known is not None:
-            position_side = known[1]
-        elif reduce_only:
-            position_side = PositionSide.SHORT if is_buy else PositionSide.LONG
-        else:
-            position_side = PositionSide.LONG if is_buy else PositionSide.SHORT
-        state = self._map_status(status or "open", executed, orig, order.get("tif"))
-        if state == OrderStatus.FILLED and remaining == orig:
-            executed = orig  # some answers keep sz at the original size once filled
-        trigger = _d(order.get("triggerPx")) if order.get("isTrigger") else None
-        return OrderResult(
-            symbol=symbol or self.denormalize_symbol(coin), order_id=str(order.get("oid", "")),
-            client_order_id=known[0] if known else cloid, side=OrderSide.BUY if is_buy else OrderSide.SELL,
-            order_type=order_type, quantity=orig,
-            price=None if order_type == OrderType.MARKET else _d(order.get("limitPx")),
-            executed_quantity=executed, executed_price=None, status=state, fees=D0,
-            timestamp=ms_to_datetime(status_ts or order.get("timestamp")), exchange=self.spec.venue,
-            raw_data={"order": order, "status": status}, position_side=position_side,
-            reduce_only=reduce_only, stop_price=trigger, fee_currency="USDC")
-
-    @staticmethod
-    def _map_status(status: str, executed: Decimal, orig: Decimal, tif: Any) -> OrderStatus:
-        if status in ("open", "triggered"):
-            return OrderStatus.PARTIALLY_FILLED if D0 < executed < orig else OrderStatus.NEW
-        if status == "filled":
-            return OrderStatus.FILLED
-        if status == "canceled" or status.endswith("Canceled") or status == "scheduledCancel":
-            return OrderStatus.EXPIRED if tif == "Ioc" and executed > 0 else OrderStatus.CANCELLED
-        if status == "rejected" or status.endswith("Rejected"):
-            return OrderStatus.REJECTED
-        return OrderStatus.FAILED
-
-    def _with_fills(self, result: OrderResult) -> OrderResult:
-        """Average price, fees and fills from userFills. Best effort: the order stands anyway."""
-        if result.executed_quantity <= 0 or not result.order_id:
-            return result
-        info, _ = self._clients()
-        try:
-            fills = self._read(lambda: self._call(info.user_fills, self.account_address))
-        except ExchangeError as exc:
-            logger.info("%s: fills for %s not read (%s)", self.spec.venue, result.order_id, type(exc).__name__)
-            return result
-        mine = [f for f in fills if isinstance(f, dict) and str(f.get("oid")) == result.order_id] \
-            if isinstance(fills, list) else []
-        if not mine:
-            return result
-        infos = tuple(FillInfo(trade_id=str(f.get("tid", "")), quantity=_d(f.get("sz")) or D0,
-                               price=_d(f.get("px")) or D0, fee=_d(f.get("fee")) or D0,
-                               realized_pnl=_d(f.get("closedPnl")) or D0, timestamp=ms_to_datetime(f.get("time")))
-                      for f in sorted(mine, key=lambda f: f.get("time", 0)))
-        size = sum((f.quantity for f in infos), D0)
-        avg = sum((f.quantity * f.price for f in infos), D0) / size if size else result.executed_price
-        return replace(result, fills=infos, fees=sum((f.fee for f in infos), D0),
-                       executed_price=avg, executed_quantity=max(result.executed_quantity, size))
-
-    def get_order(self, symbol: str, *, order_id: str | None = None,
-                  client_order_id: str | None = None) -> OrderResult:
-        coin, _ = self._coin(symbol)
-        if client_order_id is not None:
-            result = self._query(symbol, coin, cloid=self._cloid_ref(client_order_id))
-            if result.client_order_id != client_order_id and not client_order_id.startswith("0x"):
-                result = replace(result, client_order_id=client_order_id)
-        elif order_id is not None:
-            result = self._query(symbol, coin, oid=int(order_id))
-        else:
-            raise InvalidOrderError("get_order needs order_id or client_order_id", venue=self.spec.venue)
-        return self._with_fills(result)
 
     def venue_client_order_id(self, client_order_id: str) -> str:
         return self._cloid_ref(client_order_id)
@@ -700,188 +523,9 @@ class HyperliquidTrader(BaseTrader):
             pass  # already cancelled or filled, or unknown: the look-up below tells which
         return self.get_order(symbol, order_id=order_id, client_order_id=client_order_id)
 
-    def get_open_orders(self, symbol: str | None = None) -> list[OrderResult]:
-        info, _ = self._clients()
-        coin = self.normalize_symbol(symbol) if symbol else None
-
-        def read() -> list[dict[str, Any]]:
-            rows = self._call(info.frontend_open_orders, self.account_address)
-            if not isinstance(rows, list):
-                raise ExchangeUnavailable(f"{self.spec.venue}: malformed open orders", venue=self.spec.venue)
-            return rows
-
-        return [self._order_from_wire(None, row, "open") for row in self._read(read)
-                if coin is None or row.get("coin") == coin]
-
-    # ================================================================ account
-    def _user_state(self) -> dict[str, Any]:
-        info, _ = self._clients()
-
-        def read() -> dict[str, Any]:
-            state = self._call(info.user_state, self.account_address)
-            if not isinstance(state, dict) or "marginSummary" not in state:
-                raise ExchangeUnavailable(f"{self.spec.venue}: malformed clearinghouseState", venue=self.spec.venue)
-            return state
-
-        return self._read(read)
-
-    def get_balance(self) -> Balance:
-        state = self._user_state()
-        summary = state.get("marginSummary") or {}
-        equity = _d(summary.get("accountValue")) or D0
-        upnl = sum((_d((p.get("position") or {}).get("unrealizedPnl")) or D0
-                    for p in state.get("assetPositions") or []), D0)
-        return Balance(
-            total_balance=equity - upnl, available_balance=_d(state.get("withdrawable")) or D0,
-            margin_balance=equity, unrealized_pnl=upnl, currency="USDC",
-            timestamp=ms_to_datetime(state.get("time")), exchange=self.spec.venue,
-            margin_used=_d(summary.get("totalMarginUsed")) or D0,
-            maintenance_margin=_d(state.get("crossMaintenanceMarginUsed")) or D0,
-            can_trade=True, account_type="futures", raw_data=state)
-
-    def get_positions(self, symbols: Sequence[str] | None = None) -> list[Position]:
-        wanted = {self.normalize_symbol(s) for s in symbols} if symbols else None
-        state = self._user_state()
-        at = ms_to_datetime(state.get("time"))
-        positions = []
-        for row in state.get("assetPositions") or []:
-            p = row.get("position") or {}
-            coin, szi = p.get("coin"), _d(p.get("szi")) or D0
-            if szi == 0 or (wanted is not None and coin not in wanted):
-                continue
-            size = abs(szi)
-            value = _d(p.get("positionValue")) or D0
-            leverage = p.get("leverage") or {}
-            roe = _d(p.get("returnOnEquity"))
-            positions.append(Position(
-                symbol=self.denormalize_symbol(coin), side=PositionSide.LONG if szi > 0 else PositionSide.SHORT,
-                size=size, entry_price=_d(p.get("entryPx")) or D0, mark_price=_plain(value / size),
-                unrealized_pnl=_d(p.get("unrealizedPnl")) or D0,
-                percentage_pnl=roe * 100 if roe is not None else D0,  # return on margin, in %
-                leverage=_d(leverage.get("value")) or Decimal(1), margin=_d(p.get("marginUsed")) or D0,
-                timestamp=at, exchange=self.spec.venue, position_id=f"{self.account_address}:{coin}",
-                liquidation_price=_d(p.get("liquidationPx")),
-                margin_type=str(leverage.get("type") or "cross"), raw_data=row))
-        return positions
-
-    def set_leverage(self, symbol: str, leverage: int) -> None:
-        coin, _ = self._coin(symbol)
-        rules = self.symbol_rules(symbol)
-        if not 1 <= int(leverage) <= rules.max_leverage:
-            raise InvalidOrderError(f"Leverage {leverage} for {symbol} is outside 1..{rules.max_leverage}",
-                                    venue=self.spec.venue)
-        self._update_leverage(coin, int(leverage), self._margin_mode.get(coin, self._default_mode))
-
-    def set_margin_mode(self, symbol: str, mode: MarginMode) -> None:
-        coin, _ = self._coin(symbol)
-        mode = MarginMode(mode)
-        if mode == MarginMode.ISOLATED and self.cross_margin_only:
-            raise InvalidOrderError(f"{self.spec.venue} is configured cross-margin only", venue=self.spec.venue)
-        leverage = self._current_leverage(coin)
-        self._update_leverage(coin, leverage, mode)
-        self._margin_mode[coin] = mode
-
-    def _current_leverage(self, coin: str) -> int:
-        """The account's leverage on ``coin`` as the venue has it (activeAssetData)."""
-        if coin in self._leverage_set:
-            return self._leverage_set[coin][0]
-        info, _ = self._clients()
-
-        def read() -> int:
-            answer = self._call(info.post, "/info", {"type": "activeAssetData", "user": self.account_address,
-                                                     "coin": coin})
-            try:
-                return int(answer["leverage"]["value"])
-            except (KeyError, TypeError, ValueError):
-                raise ExchangeUnavailable(f"{self.spec.venue}: malformed activeAssetData",
-                                          venue=self.spec.venue) from None
-
-        return self._read(read)
-
-    def _update_leverage(self, coin: str, leverage: int, mode: MarginMode) -> None:
-        is_cross = mode == MarginMode.CROSS
-        if self._leverage_set.get(coin) == (leverage, is_cross):
-            return
-        self._ensure_signer()
-
-        def send() -> None:
-            response = self._signed(lambda ex: ex.update_leverage(leverage, coin, is_cross))
-            if not isinstance(response, dict):
-                raise ExchangeUnavailable(f"{self.spec.venue}: malformed answer to updateLeverage",
-                                          venue=self.spec.venue)
-            if response.get("status") != "ok":
-                raise self._venue_error(response.get("response"))
-
-        self._guard.read(send, kind="orders")  # setting leverage twice is harmless
-        self._leverage_set[coin] = (leverage, is_cross)
-
-    # ================================================================ market data
-    def _asset_ctx(self, coin: str) -> dict[str, Any]:
-        info, _ = self._clients()
-
-        def read() -> dict[str, Any]:
-            answer = self._call(info.meta_and_asset_ctxs)
-            try:
-                universe, ctxs = answer[0]["universe"], answer[1]
-                for meta, ctx in zip(universe, ctxs, strict=False):
-                    if meta.get("name") == coin:
-                        return ctx
-            except (KeyError, TypeError, IndexError):
-                pass
-            raise ExchangeUnavailable(f"{self.spec.venue}: no asset context for {coin}", venue=self.spec.venue)
-
-        return self._read(read)
-
-    def get_market_price(self, symbol: str) -> Decimal:
-        coin, _ = self._coin(symbol)
-        ctx = self._asset_ctx(coin)
-        return _d(ctx.get("markPx")) or _d(ctx.get("oraclePx")) or self._mid(coin)
-
-    def get_ticker(self, symbol: str) -> Ticker:
-        coin, _ = self._coin(symbol)
-        mid = self._mid(coin)
-        ctx = self._asset_ctx(coin)
-        info, _ = self._clients()
-        bid = ask = None
-        try:
-            book = self._read(lambda: self._call(info.l2_snapshot, coin))
-            bids, asks = book["levels"]
-            bid = _d(bids[0]["px"]) if bids else None
-            ask = _d(asks[0]["px"]) if asks else None
-        except (ExchangeError, KeyError, TypeError, ValueError, IndexError):
-            pass  # the spread is a nicety; the ticker stands without it
-        prev = _d(ctx.get("prevDayPx"))
-        mark = _d(ctx.get("markPx"))
-        change = ((mark or mid) - prev) / prev * 100 if prev else None
-        return Ticker(symbol=symbol, last=mid, mark=mark, bid=bid, ask=ask,
-                      change_24h_percent=change.quantize(Decimal("0.0001")) if change is not None else None,
-                      funding_rate=_d(ctx.get("funding")), timestamp=utcnow(), exchange=self.spec.venue)
-
-    def get_candles(self, symbol: str, timeframe: str = "1m", limit: int = 100) -> list[Candle]:
-        coin, _ = self._coin(symbol)
-        step = INTERVALS_MS.get(timeframe)
-        if step is None:
-            raise InvalidOrderError(f"Timeframe {timeframe!r} is not offered by {self.spec.venue}",
-                                    venue=self.spec.venue)
-        info, _ = self._clients()
-        end = int(time.time() * 1000)
-        start = end - step * (limit + 1)
-
-        def read() -> list[Candle]:
-            rows = self._call(info.candles_snapshot, coin, timeframe, start, end)
-            if not isinstance(rows, list):
-                raise ExchangeUnavailable(f"{self.spec.venue}: malformed candles", venue=self.spec.venue)
-            try:
-                return [Candle(timestamp=ms_to_datetime(r["t"]), open=_d(r["o"]), high=_d(r["h"]),
-                               low=_d(r["l"]), close=_d(r["c"]), volume=_d(r["v"])) for r in rows]
-            except (KeyError, TypeError):
-                raise ExchangeUnavailable(f"{self.spec.venue}: malformed candles", venue=self.spec.venue) from None
-
-        candles = sorted(self._read(read), key=lambda c: c.timestamp)
-        return candles[-limit:] if limit else candles
-
-    def close(self) -> None:
-        for client in (self._info, self._exchange):
+    def shutdown(self) -> None:
+        with self._clients_lock:
+            clients, self._info, self._exchange = (self._info, self._exchange), None, None
+        for client in clients:
             if client is not None:
                 client.session.close()
-        self._info = self._exchange = None

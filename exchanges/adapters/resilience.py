@@ -350,6 +350,12 @@ class Guard:
         self._before_send("orders")
         try:
             result = send()
+        except OrderNotFound as exc:
+            # The send path looked the order up itself (the venue refused a duplicate client
+            # order id: an order with it exists) and the look-up missed it (a lagging index).
+            # The duplicate says it was placed: settle it like a lost answer.
+            logger.warning("%s: order reported as a duplicate but not found; looking it up", self.venue)
+            return self._settle(lookup, TemporaryExchangeError(exc.message, venue=self.venue, code=exc.code))
         except RateLimited as exc:
             # The venue answered 429: refused before it was taken, nothing was placed.
             self._count(exc)

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from alpha_platform.common.config import clear_config_cache
 from exchanges.adapters.ccxt_trader import CcxtTrader
+from exchanges.services import adapter_runtime, venue_spec
 from risk.models import RiskEvent
 from tests.factories import make_account
 from tests.fakes.binance_server import FakeBinanceFutures
@@ -195,6 +196,26 @@ def test_a_limit_order_filled_in_part_rests_partially_filled(account, fake):
     assert order.status == Order.Status.FILLED and order.executed_quantity == D("0.003")
     assert_positions_match_the_venue(account, fake)
     assert fake.count(*ORDER) == 1
+
+
+def test_a_client_id_another_worker_already_sent_is_pending_not_failed(account, fake):
+    # Another process sent the same client order id a moment ago; the venue refuses the
+    # second as a duplicate (-4116) and does not list the first yet.
+    fake.visibility_delay = 3.0
+    other = CcxtTrader(spec=venue_spec(account), credentials=account.credentials(), runtime=adapter_runtime())
+    try:
+        other.open_long("BTC/USDT", D("0.002"), client_order_id="dup-1")
+    finally:
+        other.close()
+    order = buy(account, client_order_id="dup-1")
+    assert order.status == Order.Status.UNKNOWN  # not FAILED: the venue said an order with it exists
+
+    wait_until(lambda: fake.visible(fake.order_by_client_id("BTCUSDT", "dup-1")))
+    account_reconcile(account=account)
+    order.refresh_from_db()
+    assert order.status == Order.Status.FILLED and order.executed_quantity == D("0.002")
+    assert len(fake.orders) == 1 and fake.position("BTCUSDT").amount == D("0.002")
+    assert_positions_match_the_venue(account, fake)
 
 
 def test_an_order_the_venue_never_took_is_lost_only_after_the_window(account, fake):

@@ -156,3 +156,13 @@ def test_only_not_found_look_ups_still_leave_the_fate_unknown():
     assert lookup.calls == 4
     assert caught.value.code == "pending_confirmation"
     assert "did not list it in 4 of 4" in caught.value.message
+
+
+def test_a_duplicate_whose_own_look_up_missed_it_is_settled_not_raised():
+    # An adapter's send() meets "duplicate client order id" (an order with it exists) and
+    # its look-up misses it: OrderNotFound out of send() is no proof that nothing was placed.
+    g = guard(MemoryStore())
+    send = Script(OrderNotFound("duplicate, then not found"))
+    lookup = Script(OrderNotFound("still indexing"), "order-1 (found)")
+    assert g.submit(send, lookup) == "order-1 (found)"
+    assert (send.calls, lookup.calls) == (1, 2)

@@ -154,6 +154,9 @@ def test_an_order_listed_only_after_a_delay_is_never_failed_nor_lost_early(accou
     assert fake.count(*ORDER) == 1
     assert_positions_match_the_venue(account, fake)
     assert report.position_changes == []
+    # Nor did the passes that saw the position before the order was listed: the order of
+    # ours awaiting confirmation may explain it.
+    assert not RiskEvent.objects.filter(kind="reconcile").exists()
 
 
 def test_a_market_order_filled_in_part_with_its_answer_lost(account, fake):

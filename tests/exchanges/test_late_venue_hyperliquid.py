@@ -115,6 +115,9 @@ def test_a_5xx_after_applying_and_a_late_listing_end_filled(account, hl, wallet)
     assert len(hl.exchange_requests("order")) == 1
     assert_positions_match_the_venue(account, hl, wallet)
     assert report.position_changes == []
+    # Nor did the passes that saw the position before the order was listed: the order of
+    # ours awaiting confirmation may explain it.
+    assert not RiskEvent.objects.filter(kind="reconcile").exists()
 
 
 def test_a_market_order_filled_in_part_with_its_answer_lost(account, hl, wallet):

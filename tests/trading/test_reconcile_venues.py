@@ -181,3 +181,16 @@ def test_a_fill_whose_position_read_failed_explains_the_position(user, binance):
     report = account_reconcile(account=account)
     assert [c["change"] for c in report.position_changes] == ["size changed"]
     assert RiskEvent.objects.filter(kind="reconcile", message__contains="without an order of ours").count() == 1
+
+
+def test_a_change_our_unfolded_fill_does_not_account_for_is_reported(user, binance):
+    account = binance_account(user)
+    submit(account, "0.002", trader=PositionReadFailsAfterTheOrder(trader_for_account(account)))
+    outside = CcxtTrader(spec=venue_spec(account), credentials=account.credentials(), runtime=adapter_runtime())
+    try:  # and before the next pass, someone trades on the venue by hand
+        outside.open_long("BTC/USDT", D("0.003"), client_order_id="by-hand-3")
+    finally:
+        outside.close()
+    report = account_reconcile(account=account)
+    assert [(c["change"], c["venue_size"]) for c in report.position_changes] == [("appeared", "0.005")]
+    assert RiskEvent.objects.filter(kind="reconcile", message__contains="without an order of ours").count() == 1

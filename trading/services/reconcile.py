@@ -19,16 +19,18 @@ every discrepancy as a RiskEvent (kind=reconcile).
 - Client order ids are unique per account only: every look-up here is within the
   account being reconciled (its venue's list, its own orders), never across accounts.
 - Positions are synced; a change without a fill of ours (liquidation, manual trading on
-  the venue) is reported. A change on a symbol where a fill of ours was applied in this
-  pass, or where a fill of ours is newer than the symbol's Position row (a fill whose
-  position read failed), is ours and is not reported.
+  the venue) is reported. A change that the fills of ours not yet folded into the
+  Position row (applied in this pass, or since the last one: a fill whose position read
+  failed) account for exactly, plus at most what our orders awaiting confirmation may
+  have executed, is ours and is not reported.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -46,6 +48,7 @@ from trading.models import Fill, Order, Position
 from trading.services.positions import STATUS_MAP, balance_snapshot_record, order_apply_result, positions_sync
 
 logger = logging.getLogger(__name__)
+D0 = Decimal(0)
 
 # Defaults of the lost-order rule; settings RECONCILE_LOST_AFTER_LOOKUPS and
 # RECONCILE_LOST_AFTER_SECONDS override them.
@@ -114,13 +117,46 @@ def _our_keys(order: Order, trader: ExchangeTrader) -> list[str]:
     return [_norm(k) for k in keys]
 
 
-def _unfolded_symbols(account: ExchangeAccount) -> set[str]:
-    """Symbols where a fill of ours is newer than the symbol's latest Position row: the
-    fill was recorded but its position not read back (a failed read after the fill, or a
-    fill applied since the last pass). A position change there is ours."""
-    rows = dict(Position.objects.filter(account=account).values_list("symbol").annotate(at=Max("updated_at")))
-    fills = Fill.objects.filter(account=account).values_list("symbol").annotate(at=Max("filled_at"))
-    return {symbol for symbol, at in fills if symbol not in rows or at > rows[symbol]}
+@dataclass(frozen=True)
+class _RowsBefore:
+    """Where the account's Position rows stood before this pass synced them."""
+
+    updated: dict[tuple[str, str], datetime]  # (symbol, side) -> latest row update, any status
+    size: dict[tuple[str, str], Decimal]  # (symbol, side) -> open size
+
+
+def _rows_before(account: ExchangeAccount) -> _RowsBefore:
+    updated = {(symbol, side): at for symbol, side, at in Position.objects.filter(account=account).values_list(
+        "symbol", "side").annotate(at=Max("updated_at"))}
+    size = {(symbol, side): value for symbol, side, value in Position.objects.filter(
+        account=account, status=Position.Status.OPEN).values_list("symbol", "side", "size")}
+    return _RowsBefore(updated=updated, size=size)
+
+
+def _signed(order_side: str, position_side: str, quantity: Decimal) -> Decimal:
+    """What a quantity on ``order_side`` does to a ``position_side`` position."""
+    return quantity if (order_side == "BUY") == (position_side == "LONG") else -quantity
+
+
+def _explained(account: ExchangeAccount, change: dict[str, Any], before: _RowsBefore) -> bool:
+    """Whether a position change is ours: the fills of ours not yet folded into the row
+    (newer than its last update: a fill whose position read failed, or one applied since
+    the last pass), plus at most what our orders still awaiting confirmation may have
+    executed, add up to it exactly."""
+    key = (change["symbol"], change["side"])
+    fills = Fill.objects.filter(account=account, symbol=key[0], order__position_side=key[1])
+    if key in before.updated:
+        fills = fills.filter(filled_at__gt=before.updated[key])
+    net = sum((_signed(side, key[1], qty) for side, qty in fills.values_list("side", "quantity")), D0)
+    pending = sum((_signed(side, key[1], qty - done) for side, qty, done in Order.objects.filter(
+        account=account, symbol=key[0], position_side=key[1],
+        status__in=(Order.Status.PENDING, Order.Status.UNKNOWN)).values_list(
+        "side", "quantity", "executed_quantity")), D0)
+    if net == 0 and pending == 0:
+        return False
+    after = Decimal(change["venue_size"]) if "venue_size" in change else D0
+    rest = after - before.size.get(key, D0) - net
+    return min(D0, pending) <= rest <= max(D0, pending)
 
 
 def account_reconcile(*, account: ExchangeAccount, trader: ExchangeTrader | None = None,
@@ -130,7 +166,6 @@ def account_reconcile(*, account: ExchangeAccount, trader: ExchangeTrader | None
     trader = trader or trader_for_account(account)
     now = timezone.now()
     lost_after_lookups, lost_after = lost_rule()
-    filled_here: set[str] = set()  # symbols on which this pass applied a fill of ours
     try:
         try:
             venue_orders = trader.get_open_orders()
@@ -157,19 +192,19 @@ def account_reconcile(*, account: ExchangeAccount, trader: ExchangeTrader | None
                 if seen is not None:
                     # Listed open but not found by its id (a venue's lagging index): the
                     # list is evidence enough that it exists.
-                    _apply(order, seen, report, filled_here)
+                    _apply(order, seen, report)
                     continue
                 _not_found(account, order, report, now=now, lookups=lost_after_lookups, window=lost_after)
                 continue
             except ExchangeError as exc:
                 report.errors.append(f"order {order.client_order_id}: {type(exc).__name__}")
                 continue
-            _apply(order, result, report, filled_here)
+            _apply(order, result, report)
 
         if listed_ok and venue_orders:
-            _match_the_rest(account, trader, venue_orders, known, report, filled_here)
+            _match_the_rest(account, venue_orders, known, report)
 
-        unfolded = _unfolded_symbols(account) | filled_here
+        before = _rows_before(account)
         try:
             venue_positions = trader.get_positions()
         except ExchangeError as exc:
@@ -177,7 +212,7 @@ def account_reconcile(*, account: ExchangeAccount, trader: ExchangeTrader | None
         else:
             changes = positions_sync(account=account, venue_positions=venue_positions, expected=False)
             for change in changes.unexpected:
-                if change["symbol"] in unfolded:
+                if _explained(account, change, before):
                     report.explained_position_changes.append(change)
                     continue
                 report.position_changes.append(change)
@@ -197,13 +232,11 @@ def account_reconcile(*, account: ExchangeAccount, trader: ExchangeTrader | None
     return report
 
 
-def _apply(order: Order, result: OrderResult, report: ReconcileReport, filled_here: set[str]) -> Order:
+def _apply(order: Order, result: OrderResult, report: ReconcileReport) -> Order:
     before = (order.status, order.executed_quantity)
     order = order_apply_result(order=order, result=result)
     if (order.status, order.executed_quantity) != before:
         report.orders_updated += 1
-    if order.executed_quantity > before[1]:
-        filled_here.add(order.symbol)
     return order
 
 
@@ -226,8 +259,8 @@ def _not_found(account: ExchangeAccount, order: Order, report: ReconcileReport, 
         order.save(update_fields=["lookup_failures", "updated_at"])
 
 
-def _match_the_rest(account: ExchangeAccount, trader: ExchangeTrader, venue_orders: list[OrderResult],
-                    known: set[str], report: ReconcileReport, filled_here: set[str]) -> None:
+def _match_the_rest(account: ExchangeAccount, venue_orders: list[OrderResult], known: set[str],
+                    report: ReconcileReport) -> None:
     """Venue orders that match none of our open orders: one of ours the platform gave up on
     (LOST: brought back and applied), one of ours in another state (left alone), or not ours
     (reported)."""
@@ -255,6 +288,6 @@ def _match_the_rest(account: ExchangeAccount, trader: ExchangeTrader, venue_orde
             order.closed_at = None
             order.error = ""
             order.save(update_fields=["status", "closed_at", "error", "updated_at"])
-            _apply(order, vo, report, filled_here)
+            _apply(order, vo, report)
             report.orders_recovered += 1
             logger.warning("order %s was marked lost but the venue lists it: applied", order.client_order_id)

@@ -1,8 +1,18 @@
 """REST API for trading: balance, positions, orders, equity, PnL and the kill switch.
 
-Every order goes through ``trading.services.order_submit`` and its risk gate. A refused
-order is recorded (status REJECTED) and answered with HTTP 422:
-``{"message": <reason>, "extra": {"rule": ..., "details": {...}, "order": {...}}}``.
+Every order goes through ``trading.services.order_submit`` and its risk gate. Answers:
+
+- 201: placed (FILLED, NEW, ...); 200: this account's existing order for a repeated
+  ``client_order_id``.
+- 202: pending confirmation: the order was sent, the venue's answer was lost (status
+  UNKNOWN). It may well exist at the venue: do not resend it under a new id; the platform
+  settles it (reconciliation) and the order's status tells the outcome.
+- 422: refused, and recorded: by the risk gate (status REJECTED) or by the venue (REJECTED,
+  or FAILED for an account problem such as revoked credentials):
+  ``{"message": <reason>, "extra": {"rule": ..., "details": {...}, "order": {...}}}``.
+- 503: certainly not sent (status FAILED "not sent": the platform's guard state could not be
+  read, the circuit breaker is open, a rate limit): temporary, nothing reached the venue, so
+  a new order (a new client order id) may be tried later. Same body, ``rule: "not_sent"``.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ from trading.serializers import (
     KillSwitchStatusSerializer,
     KillSwitchTripSerializer,
     OrderCreateSerializer,
+    OrderPendingSerializer,
     OrderRejectionSerializer,
     OrderSerializer,
     PnlSerializer,
@@ -62,11 +73,34 @@ def _actor(request) -> str:
     return f"api:{request.user.get_username()}"
 
 
+PENDING_MESSAGE = ("pending confirmation: the venue's answer was lost; do not resend, the platform will "
+                   "settle it")
+
+
+def _not_sent(order: Order) -> bool:
+    """FAILED because nothing left the platform (order_submit records "not sent"), as
+    opposed to a venue or account refusal."""
+    text = order.error.lower()
+    return order.status == Order.Status.FAILED and ("not sent" in text or text.startswith("not placed"))
+
+
 def submit_response(result: SubmitResult) -> Response:
-    """201 (placed), 200 (the account's existing order for a repeated client_order_id) or 422
-    (refused by the risk gate or the venue; a retry of a refused order is refused the same way).
+    """201 (placed), 200 (the account's existing order for a repeated client_order_id), 202
+    (pending confirmation: sent, the answer lost), 422 (refused by the risk gate or the
+    venue; a retry of a refused order is refused the same way) or 503 (certainly not sent:
+    the platform could not send it now).
     An id another account uses is a fresh id here: the answer never shows what others hold."""
     order = Order.objects.select_related("account", "risk_event").get(pk=result.order.pk)
+    if order.status == Order.Status.UNKNOWN:
+        # Not 422: a refusal invites a retry under a new client order id, which would double
+        # the position if the venue did take this one.
+        return Response(error_body(PENDING_MESSAGE, {"rule": "pending_confirmation", "details": {},
+                                                     "order": OrderSerializer(order).data}),
+                        status=status.HTTP_202_ACCEPTED)
+    if _not_sent(order):
+        return Response(error_body(order.error or "The order was not sent.",
+                                   {"rule": "not_sent", "details": {}, "order": OrderSerializer(order).data}),
+                        status=status.HTTP_503_SERVICE_UNAVAILABLE)
     if order.status in (Order.Status.REJECTED, Order.Status.FAILED):
         event = order.risk_event
         if event is not None and not event.allowed:
@@ -84,8 +118,16 @@ def submit_response(result: SubmitResult) -> Response:
 
 SUBMIT_RESPONSES = {
     201: OpenApiResponse(OrderSerializer, description="Placed (see status: FILLED, NEW, ...)."),
+    202: OpenApiResponse(OrderPendingSerializer,
+                         description="Pending confirmation: the order was sent and the venue's answer was lost "
+                                     "(status UNKNOWN). Do not resend it (least of all under a new "
+                                     "client_order_id): the platform settles it and its status shows the outcome."),
     422: OpenApiResponse(OrderRejectionSerializer,
                          description="Refused by the risk gate (or the venue); the refusal is recorded."),
+    503: OpenApiResponse(OrderRejectionSerializer,
+                         description="Certainly not sent (status FAILED, rule not_sent): the platform could not "
+                                     "send it now (its guard state unreadable, the circuit breaker open, a rate "
+                                     "limit). Nothing reached the venue; try again later with a new order."),
 }
 
 

@@ -120,7 +120,8 @@ class OrderCreateSerializer(serializers.Serializer):
 
 
 class OrderRejectionExtraSerializer(serializers.Serializer):
-    rule = serializers.CharField(help_text="The risk rule that refused the order, or venue_rejected / venue_failed.")
+    rule = serializers.CharField(help_text="The risk rule that refused the order, or venue_rejected / venue_failed, "
+                                           "or not_sent (503: nothing reached the venue).")
     details = serializers.DictField(child=serializers.JSONField(), help_text="The numbers behind the verdict.")
     order = OrderSerializer(help_text="The order as recorded (status REJECTED or FAILED).")
 
@@ -128,6 +129,18 @@ class OrderRejectionExtraSerializer(serializers.Serializer):
 class OrderRejectionSerializer(serializers.Serializer):
     message = serializers.CharField(help_text="Why, in a sentence.")
     extra = OrderRejectionExtraSerializer()
+
+
+class OrderPendingExtraSerializer(serializers.Serializer):
+    rule = serializers.CharField(help_text='Always "pending_confirmation".')
+    details = serializers.DictField(child=serializers.JSONField(), help_text="Empty.")
+    order = OrderSerializer(help_text="The order as recorded (status UNKNOWN until the platform settles it).")
+
+
+class OrderPendingSerializer(serializers.Serializer):
+    message = serializers.CharField(
+        help_text="pending confirmation: the venue's answer was lost; do not resend, the platform will settle it")
+    extra = OrderPendingExtraSerializer()
 
 
 class PositionSerializer(ApiModelSerializer):

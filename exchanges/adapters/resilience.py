@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 from exchanges.adapters.errors import (
     CircuitOpenError,
     ExchangeError,
+    GuardUnavailable,
     OperationalError,
     OrderNotFound,
     OrderStatusUnknown,
@@ -75,8 +76,14 @@ class MemoryStore:
             self._data.pop(key, None)
 
 
+class StoreUnavailable(Exception):
+    """The shared state store (Redis) could not be read or written."""
+
+
 class RedisStore:
-    """Counters shared by every process that talks to the same Redis."""
+    """Counters shared by every process that talks to the same Redis. Whatever the client
+    raises (connection refused, a frozen server's timeout, ...) becomes StoreUnavailable,
+    so the Guard can tell "the guard state is unreadable" from the venue's own errors."""
 
     def __init__(self, client: Any, prefix: str = "alpha:x:") -> None:
         self._r = client
@@ -85,24 +92,36 @@ class RedisStore:
     def incr(self, key: str, ttl: float) -> int:
         # SET NX PX then INCR in one MULTI: the TTL is set only by the first increment and
         # INCR keeps it. (PEXPIRE ... NX needs Redis 7; the embedded server is 6.2.)
-        pipe = self._r.pipeline()
-        pipe.set(self._p + key, 0, px=max(1, int(ttl * 1000)), nx=True)
-        pipe.incr(self._p + key)
-        _, value = pipe.execute()
+        try:
+            pipe = self._r.pipeline()
+            pipe.set(self._p + key, 0, px=max(1, int(ttl * 1000)), nx=True)
+            pipe.incr(self._p + key)
+            _, value = pipe.execute()
+        except Exception as exc:
+            raise StoreUnavailable(f"guard state store: {type(exc).__name__}") from exc
         return int(value)
 
     def get(self, key: str) -> str | None:
-        value = self._r.get(self._p + key)
+        try:
+            value = self._r.get(self._p + key)
+        except Exception as exc:
+            raise StoreUnavailable(f"guard state store: {type(exc).__name__}") from exc
         return value.decode() if isinstance(value, bytes) else value
 
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        if ttl is None:
-            self._r.set(self._p + key, value)
-        else:
-            self._r.set(self._p + key, value, px=int(ttl * 1000))
+        try:
+            if ttl is None:
+                self._r.set(self._p + key, value)
+            else:
+                self._r.set(self._p + key, value, px=int(ttl * 1000))
+        except Exception as exc:
+            raise StoreUnavailable(f"guard state store: {type(exc).__name__}") from exc
 
     def delete(self, key: str) -> None:
-        self._r.delete(self._p + key)
+        try:
+            self._r.delete(self._p + key)
+        except Exception as exc:
+            raise StoreUnavailable(f"guard state store: {type(exc).__name__}") from exc
 
 
 # --------------------------------------------------------------------------- rate limits
@@ -242,7 +261,13 @@ class AdapterRuntime:
 
 
 class Guard:
-    """One account's breaker and limiter, and the two ways of calling a venue."""
+    """One account's breaker and limiter, and the two ways of calling a venue.
+
+    What the guard's own state (breaker, limiter: Redis) does to a call:
+    - unreadable BEFORE the request leaves: GuardUnavailable, and nothing was sent;
+    - failing AFTER it left (recording success or failure): logged and swallowed, so that
+      the platform's bookkeeping never turns an answer from the venue into an error.
+    """
 
     def __init__(self, runtime: AdapterRuntime, *, venue: str, account_ref: str,
                  venue_config: dict[str, Any]) -> None:
@@ -257,19 +282,41 @@ class Guard:
             return min(error.retry_after, self.runtime.backoff_max)
         return min(self.runtime.backoff_base * (2 ** attempt), self.runtime.backoff_max)
 
+    def _before_send(self, kind: str) -> None:
+        """The breaker and the limiter, before anything leaves. Raises CircuitOpenError or
+        RateLimited (refused here), or GuardUnavailable (their state could not be read)."""
+        try:
+            self.breaker.before_call()
+            self.limiter.acquire(kind)
+        except StoreUnavailable as exc:
+            logger.warning("%s: guard state unreadable (%s); nothing sent", self.venue, exc)
+            raise GuardUnavailable(
+                f"{self.venue}: the platform's guard state (circuit breaker, rate limits) could not be "
+                "read; nothing was sent", venue=self.venue, code="guard_unavailable") from None
+
+    def _after(self, fn: Callable[[], None]) -> None:
+        """Bookkeeping after the venue answered (or did not): never raises."""
+        try:
+            fn()
+        except Exception:
+            logger.warning("%s: guard bookkeeping failed after a call; ignored", self.venue, exc_info=True)
+
     def _count(self, error: ExchangeError) -> None:
         # Only failures of the venue or the account count; a refused order does not.
         if isinstance(error, (TemporaryExchangeError, OperationalError)) and not isinstance(
             error, CircuitOpenError
         ):
-            self.breaker.record_failure(f"{type(error).__name__}: {error.message}"[:300])
+            reason = f"{type(error).__name__}: {error.message}"[:300]
+            self._after(lambda: self.breaker.record_failure(reason))
+
+    def _success(self) -> None:
+        self._after(self.breaker.record_success)
 
     def read(self, fn: Callable[[], T], *, kind: str = "requests") -> T:
         """A read: retried with exponential backoff on temporary errors."""
         attempt = 0
         while True:
-            self.breaker.before_call()
-            self.limiter.acquire(kind)
+            self._before_send(kind)
             try:
                 result = fn()
             except TemporaryExchangeError as exc:
@@ -282,7 +329,7 @@ class Guard:
             except ExchangeError as exc:
                 self._count(exc)
                 raise
-            self.breaker.record_success()
+            self._success()
             return result
 
     def submit(self, send: Callable[[], T], lookup: Callable[[], T]) -> T:
@@ -290,41 +337,64 @@ class Guard:
         the order up by client order id instead of sending it again.
 
         - found: its state is returned (the venue accepted it);
-        - the venue says it does not know it: the original error is raised (not placed);
-        - the look-ups fail too: OrderStatusUnknown (keep for reconciliation).
+        - not found, or the look-ups fail: OrderStatusUnknown ("pending confirmation"). A
+          venue may take a request after the client gave up on it, or list an order only
+          some time after accepting it, so "not found" just after a lost answer proves
+          nothing; reconciliation settles it over a window of look-ups.
+
+        Only what is refused before the request leaves means "not sent": the breaker open
+        (CircuitOpenError), the rate limiter (RateLimited), the guard's state unreadable
+        (GuardUnavailable). An answer from the venue that refuses the order (an invalid
+        order, HTTP 429) is raised as it is: the venue said it did not take it.
         """
-        self.breaker.before_call()
-        self.limiter.acquire("orders")
+        self._before_send("orders")
         try:
             result = send()
+        except OrderNotFound as exc:
+            # The send path looked the order up itself (the venue refused a duplicate client
+            # order id: an order with it exists) and the look-up missed it (a lagging index).
+            # The duplicate says it was placed: settle it like a lost answer.
+            logger.warning("%s: order reported as a duplicate but not found; looking it up", self.venue)
+            return self._settle(lookup, TemporaryExchangeError(exc.message, venue=self.venue, code=exc.code))
         except RateLimited as exc:
-            # Refused before it was taken: nothing was placed.
+            # The venue answered 429: refused before it was taken, nothing was placed.
             self._count(exc)
             raise
         except TemporaryExchangeError as exc:
             self._count(exc)
-            logger.warning("%s: order send failed (%s); looking it up by client order id",
+            logger.warning("%s: order answer lost (%s); looking it up by client order id",
                            self.venue, type(exc).__name__)
-            for attempt in range(self.runtime.lookup_attempts):
-                self.runtime.sleep(self._backoff(attempt, exc))
-                try:
-                    self.limiter.acquire("requests")
-                    found = lookup()
-                except OrderNotFound:
-                    raise exc from None
-                except ExchangeError:
-                    # Any failed look-up (network, auth, ...) leaves the order's fate unknown:
-                    # it must end as OrderStatusUnknown, never as an error that reads "not placed".
-                    continue
-                self.breaker.record_success()
-                return found
-            raise OrderStatusUnknown(
-                f"{self.venue}: the order's fate is unknown after {self.runtime.lookup_attempts} "
-                "look-ups; it will be settled by reconciliation",
-                venue=self.venue,
-            ) from exc
+            return self._settle(lookup, exc)
         except ExchangeError as exc:
             self._count(exc)
             raise
-        self.breaker.record_success()
+        self._success()
         return result
+
+    def _settle(self, lookup: Callable[[], T], error: TemporaryExchangeError) -> T:
+        """The order was sent and its answer lost: find it, or say its fate is unknown."""
+        not_found = 0
+        for attempt in range(self.runtime.lookup_attempts):
+            self.runtime.sleep(self._backoff(attempt, error))
+            try:
+                self.limiter.acquire("requests")
+            except (RateLimited, StoreUnavailable):
+                continue  # a look-up not made is a look-up that failed: the fate stays unknown
+            try:
+                found = lookup()
+            except OrderNotFound:
+                not_found += 1
+                continue
+            except ExchangeError:
+                # Any failed look-up (network, auth, ...) leaves the order's fate unknown:
+                # it must end as OrderStatusUnknown, never as an error that reads "not placed".
+                continue
+            self._success()
+            return found
+        seen = (f"the venue did not list it in {not_found} of {self.runtime.lookup_attempts} look-ups"
+                if not_found else f"{self.runtime.lookup_attempts} look-ups failed")
+        raise OrderStatusUnknown(
+            f"{self.venue}: pending confirmation: the order was sent and its answer lost "
+            f"({type(error).__name__}); {seen}; it will be settled by reconciliation",
+            venue=self.venue, code="pending_confirmation",
+        ) from error

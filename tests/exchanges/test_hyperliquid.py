@@ -433,7 +433,8 @@ def test_lost_answer_with_failing_lookups_is_order_status_unknown(server, trader
 def test_order_never_taken_raises_the_original_error(server, trader):
     trader.get_market_price("BTC/USDT")
     server.inject(kind="order", fault="timeout", delay=1.0)  # the venue never acted on it
-    with pytest.raises(NetworkError):
+    # ...which the client cannot know: a lost answer is "pending confirmation".
+    with pytest.raises(OrderStatusUnknown):
         trader.open_long("BTC/USDT", Decimal("0.01"), client_order_id="dec-10")
     assert len(server.exchange_requests("order")) == 1 and server.placed_orders() == []
 

@@ -14,7 +14,22 @@ a small one-way-mode book (orders, positions, wallet, fees), and lets tests scri
 Faults: ``timeout`` (sleep past the client timeout, request not processed), ``drop``
 (connection closed, not processed), ``500`` / ``502`` / ``503``, ``429`` (with Retry-After),
 ``malformed_json`` (HTTP 200 with a truncated body), and the lost-answer faults, which DO
-process the request first: ``accept_then_drop``, ``accept_then_500``, ``accept_then_timeout``.
+process the request: ``accept_then_drop``, ``accept_then_500`` (5xx after executing),
+``accept_then_timeout`` (processed at once, answered after ``delay``), and ``accept_late``
+(held for ``delay`` seconds, past the client's read timeout, THEN processed: the client sees
+a timeout and its look-ups find nothing, yet the order exists afterwards, as a venue's
+overloaded matching engine does).
+
+Misbehaviour as real venues show it, beside the faults:
+
+- ``visibility_delay`` (seconds, constructor or attribute): a new order is in the book at
+  once (it fills, moves the position) but order queries (``GET /fapi/v1/order``,
+  ``openOrders``, ``allOrders``, ``userTrades``) see it only after the delay, as Binance's
+  query services lag its matching engine under load;
+- ``set_liquidity(symbol, qty)``: what a taker can fill at the mark per order. A MARKET
+  order fills that much and the rest EXPIRES (Binance: status EXPIRED, executedQty
+  partial); a marketable LIMIT fills that much and rests PARTIALLY_FILLED (GTC) or expires
+  (IOC). ``None`` (the default) is unlimited.
 
 Simplifications (documented, deliberate): one-way mode only; last price == mark price;
 market orders fill completely at the mark; a marketable LIMIT fills at the mark as taker;
@@ -66,7 +81,7 @@ INTERVAL_MS = {"1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m"
                "8h": 28_800_000, "12h": 43_200_000, "1d": 86_400_000, "3d": 259_200_000,
                "1w": 604_800_000, "1M": 2_592_000_000}
 FAULTS = {"timeout", "drop", "500", "502", "503", "429", "malformed_json",
-          "accept_then_drop", "accept_then_500", "accept_then_timeout"}
+          "accept_then_drop", "accept_then_500", "accept_then_timeout", "accept_late"}
 
 
 def _now_ms() -> int:
@@ -126,8 +141,11 @@ class FakeBinanceFutures:
     def __init__(self, api_key: str = "fake-api-key", api_secret: str = "fake-api-secret", *,
                  wallet_balance: Decimal | str = "10000", taker_fee: Decimal | str = "0.0004",
                  maker_fee: Decimal | str = "0.0002", timeout_delay: float = 1.5,
-                 funding_rate: Decimal | str = "0.00010000") -> None:
+                 funding_rate: Decimal | str = "0.00010000", visibility_delay: float = 0.0) -> None:
         self.api_key = api_key
+        self.visibility_delay = visibility_delay
+        self.liquidity: dict[str, Decimal | None] = {}
+        self._visible_at: dict[int, float] = {}
         self.api_secret = api_secret
         self.timeout_delay = timeout_delay
         self.taker_fee = Decimal(str(taker_fee))
@@ -222,6 +240,18 @@ class FakeBinanceFutures:
         with self._lock:
             self.marks[symbol] = Decimal(str(price))
             self._trigger(symbol)
+
+    def set_liquidity(self, symbol: str, quantity: Decimal | str | None) -> None:
+        """What one taker order can fill at the mark (None: unlimited; otherwise > 0)."""
+        if quantity is not None and Decimal(str(quantity)) <= 0:
+            raise ValueError("liquidity must be positive (or None for unlimited)")
+        with self._lock:
+            self.liquidity[symbol] = None if quantity is None else Decimal(str(quantity))
+
+    def visible(self, order: dict[str, Any]) -> bool:
+        """Whether order queries see this order yet (``visibility_delay``)."""
+        with self._lock:
+            return time.time() >= self._visible_at.get(order.get("orderId", 0), 0.0)
 
     def position(self, symbol: str) -> PositionState:
         with self._lock:
@@ -660,24 +690,32 @@ class FakeBinanceFutures:
             "selfTradePreventionMode": "EXPIRE_MAKER", "goodTillDate": 0, "time": now, "updateTime": now,
         }
         self.orders[order_id] = order
+        if self.visibility_delay:
+            self._visible_at[order_id] = time.time() + self.visibility_delay
         self._client_ids.add((symbol, client_id))
         mark = self.marks[symbol]
-        if otype == "MARKET":
-            self._fill(order, mark, maker=False)
-        elif (side == "BUY" and price >= mark) or (side == "SELL" and price <= mark):
-            self._fill(order, mark, maker=False)
+        if otype == "MARKET" or (side == "BUY" and price >= mark) or (side == "SELL" and price <= mark):
+            available = self.liquidity.get(symbol)
+            self._fill(order, mark, maker=False, limit=available)
+            if order["status"] == "PARTIALLY_FILLED" and (otype == "MARKET" or order["timeInForce"] != "GTC"):
+                order["status"] = "EXPIRED"  # the book ran out: the rest of a taker order expires
         return self._public_order(order, for_create=True)
 
-    def _fill(self, order: dict[str, Any], price: Decimal, *, maker: bool) -> None:
+    def _fill(self, order: dict[str, Any], price: Decimal, *, maker: bool, limit: Decimal | None = None) -> None:
+        """Execute what is left of ``order`` at ``price`` (at most ``limit``)."""
         symbol, side = order["symbol"], order["side"]
-        qty = Decimal(order["origQty"])
+        done = Decimal(order["executedQty"])
+        qty = Decimal(order["origQty"]) - done
+        if limit is not None:
+            qty = min(qty, limit)
         pos = self.positions[symbol]
         if order["reduceOnly"]:
             qty = min(qty, abs(pos.amount))
-            if qty <= 0:
+        if qty <= 0:
+            if order["reduceOnly"] or done == 0:
                 order["status"] = "EXPIRED"
                 order["updateTime"] = _now_ms()
-                return
+            return
         signed = qty if side == "BUY" else -qty
         realized = D0
         if pos.amount == 0 or (pos.amount > 0) == (signed > 0):
@@ -699,9 +737,12 @@ class FakeBinanceFutures:
         self.fees_paid += fee
         self.realized_pnl += realized
         quote = qty * price
-        order.update({"status": "FILLED", "avgPrice": self._px(symbol, price),
-                      "executedQty": self._qty(symbol, qty), "cumQty": self._qty(symbol, qty),
-                      "cumQuote": _fmt(quote, "0.00000"), "updateTime": _now_ms()})
+        executed = done + qty
+        total_quote = Decimal(order["cumQuote"]) + quote
+        order.update({"status": "FILLED" if executed == Decimal(order["origQty"]) else "PARTIALLY_FILLED",
+                      "avgPrice": self._px(symbol, total_quote / executed),
+                      "executedQty": self._qty(symbol, executed), "cumQty": self._qty(symbol, executed),
+                      "cumQuote": _fmt(total_quote, "0.00000"), "updateTime": _now_ms()})
         trade_id = self._next_trade_id
         self._next_trade_id += 1
         self.trades.append({
@@ -719,22 +760,23 @@ class FakeBinanceFutures:
             out.pop("time", None)  # the create answer carries updateTime only
         return out
 
-    def _find_order(self, params: dict[str, str]) -> dict[str, Any]:
+    def _find_order(self, params: dict[str, str], *, query: bool = False) -> dict[str, Any]:
         symbol = self._symbol(params)
         if params.get("orderId"):
             order = self.orders.get(int(params["orderId"]))
-            if order is not None and order["symbol"] == symbol:
+            if order is not None and order["symbol"] == symbol and (not query or self.visible(order)):
                 return order
         elif params.get("origClientOrderId"):
             for order in self.orders.values():
-                if order["symbol"] == symbol and order["clientOrderId"] == params["origClientOrderId"]:
+                if order["symbol"] == symbol and order["clientOrderId"] == params["origClientOrderId"] \
+                        and (not query or self.visible(order)):
                     return order
         else:
             raise ApiError(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
         raise ApiError(400, -2013, "Order does not exist.")
 
     def _query_order(self, params: dict[str, str]) -> dict[str, Any]:
-        return self._public_order(self._find_order(params))
+        return self._public_order(self._find_order(params, query=True))
 
     def _cancel_order(self, params: dict[str, str]) -> dict[str, Any]:
         try:
@@ -752,17 +794,19 @@ class FakeBinanceFutures:
     def _open_orders(self, params: dict[str, str]) -> list[dict[str, Any]]:
         symbol = self._symbol(params, required=False)
         return [self._public_order(o) for o in self.orders.values()
-                if o["status"] in ("NEW", "PARTIALLY_FILLED") and (symbol is None or o["symbol"] == symbol)]
+                if o["status"] in ("NEW", "PARTIALLY_FILLED") and (symbol is None or o["symbol"] == symbol)
+                and self.visible(o)]
 
     def _all_orders(self, params: dict[str, str]) -> list[dict[str, Any]]:
         symbol = self._symbol(params)
-        return [self._public_order(o) for o in self.orders.values() if o["symbol"] == symbol]
+        return [self._public_order(o) for o in self.orders.values() if o["symbol"] == symbol and self.visible(o)]
 
     def _user_trades(self, params: dict[str, str]) -> list[dict[str, Any]]:
         symbol = self._symbol(params)
         order_id = params.get("orderId")
         return [dict(t) for t in self.trades if t["symbol"] == symbol
-                and (order_id is None or str(t["orderId"]) == order_id)]
+                and (order_id is None or str(t["orderId"]) == order_id)
+                and self.visible(self.orders.get(t["orderId"], {}))]
 
     # ------------------------------------------------------------------ algo (conditional) orders
     def _new_algo_order(self, params: dict[str, str]) -> dict[str, Any]:
@@ -867,7 +911,8 @@ class FakeBinanceFutures:
                          "actualOrderId": str(order_id), "actualPrice": child["avgPrice"],
                          "triggerTime": now, "updateTime": now})
         for order in list(self.orders.values()):
-            if order["symbol"] != symbol or order["status"] != "NEW" or order["type"] != "LIMIT":
+            if order["symbol"] != symbol or order["status"] not in ("NEW", "PARTIALLY_FILLED") \
+                    or order["type"] != "LIMIT":
                 continue
             price = Decimal(order["price"])
             if (order["side"] == "BUY" and mark <= price) or (order["side"] == "SELL" and mark >= price):
@@ -933,12 +978,16 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if signed:
                 app._authenticate(self.headers, raw_query, raw_body, params)
+            if kind == "accept_late":
+                # Taken in (its timestamp checked on arrival), queued past the client's
+                # timeout, then executed: nobody is left to read the answer.
+                time.sleep(fault.delay)
             payload = app.dispatch(method, path, params)
         except ApiError as exc:
             status, payload = exc.status, {"code": exc.code, "msg": exc.msg}
         app._record(method, path, params, signed, kind, status)
 
-        if kind == "accept_then_drop":
+        if kind in ("accept_then_drop", "accept_late"):
             self.close_connection = True
             return
         if kind == "accept_then_timeout":

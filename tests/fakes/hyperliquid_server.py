@@ -20,8 +20,20 @@ Fault kinds: ``order`` | ``cancel`` | ``cancelByCloid`` | ``updateLeverage`` (an
 /exchange action type), ``exchange`` (any action), ``info:<type>``, ``info`` (any read).
 Faults: ``timeout`` (answer after ``delay`` seconds), ``http500``, ``http429``,
 ``malformed`` (200 with a body that is not JSON), ``lost`` (the action is applied, then
-the connection is closed without an answer), ``lost_500`` (applied, then HTTP 500),
-``lost_timeout`` (applied, then the answer comes after ``delay`` seconds).
+the connection is closed without an answer), ``lost_500`` (applied, then HTTP 500: a 5xx
+after executing), ``lost_timeout`` (applied, then the answer comes after ``delay``
+seconds), ``late`` (held for ``delay`` seconds, past the client's timeout, THEN applied:
+the client sees a timeout and its look-ups find nothing, yet the order exists afterwards).
+
+Misbehaviour as the real venue shows it, beside the faults:
+
+- ``visibility_delay`` (seconds, constructor or attribute): a new order acts at once (it
+  fills, moves the position) but ``orderStatus`` answers ``unknownOid`` and the open-order
+  and fill lists leave it out until the delay has passed (the API's indexing lag);
+- ``set_liquidity(coin, sz)``: what one taker order can fill at the mark. An IOC order (a
+  market order) fills that much and the rest is cancelled (orderStatus "canceled" with
+  sz < origSz); a GTC limit that crosses fills that much and rests with the remainder.
+  ``None`` (the default) is unlimited.
 """
 
 from __future__ import annotations
@@ -38,7 +50,7 @@ from typing import Any
 from hyperliquid.utils.signing import recover_agent_or_user_from_l1_action
 
 D0 = Decimal("0")
-FAULTS = ("timeout", "http500", "http429", "malformed", "lost", "lost_500", "lost_timeout")
+FAULTS = ("timeout", "http500", "http429", "malformed", "lost", "lost_500", "lost_timeout", "late")
 
 DEFAULT_ASSETS: tuple[dict[str, Any], ...] = (
     {"name": "BTC", "szDecimals": 5, "maxLeverage": 40, "mark": "65000", "prevDayPx": "64000",
@@ -90,6 +102,7 @@ class FakeOrder:
     timestamp: int = field(default_factory=now_ms)
     parent: int | None = None  # parent oid of a normalTpsl child
     children: list[FakeOrder] = field(default_factory=list)
+    visible_at: float = 0.0  # time.time() from which queries see it (visibility_delay)
 
     @property
     def is_trigger(self) -> bool:
@@ -136,8 +149,10 @@ class HyperliquidFakeServer:
     maker_fee = Decimal("0.00015")
 
     def __init__(self, *, assets: tuple[dict[str, Any], ...] = DEFAULT_ASSETS,
-                 is_mainnet: bool = False) -> None:
-        self.is_mainnet = is_mainnet  # which phantom-agent source signatures are checked against
+                 is_mainnet: bool = False, visibility_delay: float = 0.0) -> None:
+        self.is_mainnet = is_mainnet
+        self.visibility_delay = visibility_delay
+        self.liquidity: dict[str, Decimal | None] = {}  # which phantom-agent source signatures are checked against
         self.assets = [dict(a) for a in assets]
         self.asset_index = {a["name"]: i for i, a in enumerate(self.assets)}
         self.marks = {a["name"]: Decimal(a["mark"]) for a in self.assets}
@@ -230,6 +245,13 @@ class HyperliquidFakeServer:
                 self.mids.pop(coin, None)
             self._sweep(coin)
 
+    def set_liquidity(self, coin: str, size: Decimal | str | None) -> None:
+        """What one taker order can fill at the mark (None: unlimited; otherwise > 0)."""
+        if size is not None and Decimal(str(size)) <= 0:
+            raise ValueError("liquidity must be positive (or None for unlimited)")
+        with self._lock:
+            self.liquidity[coin] = None if size is None else Decimal(str(size))
+
     def mid(self, coin: str) -> Decimal:
         return self.mids.get(coin, self.marks[coin])
 
@@ -303,6 +325,14 @@ class HyperliquidFakeServer:
             return
         if name == "http429":
             self._send(handler, 429, "null")
+            return
+        if name == "late":
+            # Queued past the client's timeout, then applied: nobody reads the answer.
+            self._stopping.wait(fault["delay"])
+            try:
+                record["answer"] = self._info(body) if path == "/info" else self._exchange(body)
+            finally:
+                handler.close_connection = True
             return
         if name == "malformed":
             self._send(handler, 200, "<html><body>502 Bad Gateway</body></html>",
@@ -381,7 +411,8 @@ class HyperliquidFakeServer:
                 return self._clearinghouse(str(body["user"]).lower())
             if kind in ("openOrders", "frontendOpenOrders"):
                 user = str(body["user"]).lower()
-                live = [o for o in self.orders.values() if o.user == user and o.status == "open"]
+                live = [o for o in self.orders.values() if o.user == user and o.status == "open"
+                        and time.time() >= o.visible_at]
                 live.sort(key=lambda o: -o.oid)
                 if kind == "frontendOpenOrders":
                     return [o.wire() for o in live]
@@ -393,12 +424,13 @@ class HyperliquidFakeServer:
                 user, ref = str(body["user"]).lower(), body["oid"]
                 order = (self.cloids.get((user, ref.lower())) if isinstance(ref, str)
                          else self.orders.get(int(ref)))
-                if order is None or order.user != user or order.oid is None:
+                if order is None or order.user != user or order.oid is None or time.time() < order.visible_at:
                     return {"status": "unknownOid"}
                 return {"status": "order", "order": {"order": order.wire(), "status": order.status,
                                                      "statusTimestamp": order.status_ts}}
             if kind == "userFills":
-                return list(reversed(self._account(body["user"]).fills))[:2000]
+                hidden = {o.oid for o in self.orders.values() if time.time() < o.visible_at}
+                return [f for f in reversed(self._account(body["user"]).fills) if f["oid"] not in hidden][:2000]
             if kind == "activeAssetData":
                 account, coin = self._account(body["user"]), body["coin"]
                 lev, cross = self._leverage(account, coin)
@@ -641,6 +673,8 @@ class HyperliquidFakeServer:
             order.oid = self._next_oid
             self._next_oid += 1
             self.orders[order.oid] = order
+            if self.visibility_delay:
+                order.visible_at = time.time() + self.visibility_delay
 
     def _activate(self, child: FakeOrder) -> None:
         self._assign_oid(child)
@@ -686,7 +720,8 @@ class HyperliquidFakeServer:
                                 "iocCancelRejected")
         self._assign_oid(order)
         if crosses:
-            size = self._fill(account, order, mark, self.taker_fee, crossed=True)
+            size = self._fill(account, order, mark, self.taker_fee, crossed=True,
+                              limit=self.liquidity.get(coin))
             return {"filled": {"totalSz": fmt(size), "avgPx": fmt(mark), "oid": order.oid}}
         return {"resting": {"oid": order.oid}}
 
@@ -696,11 +731,11 @@ class HyperliquidFakeServer:
         return pos is None or (pos["szi"] > 0) == order.is_buy or order.sz > abs(pos["szi"])
 
     def _fill(self, account: FakeAccount, order: FakeOrder, px: Decimal, fee_rate: Decimal,
-              *, crossed: bool) -> Decimal:
+              *, crossed: bool, limit: Decimal | None = None) -> Decimal:
         coin = order.coin
         pos = account.positions.get(coin, {"szi": D0, "entry": D0})
         szi, entry = pos["szi"], pos["entry"]
-        size = order.sz
+        size = order.sz if limit is None else min(order.sz, limit)
         if order.reduce_only:
             size = min(size, abs(szi))
         signed = size if order.is_buy else -size

@@ -110,8 +110,9 @@ def test_unknown_order_that_the_venue_filled_is_recovered(user, market):
     assert ours.status == Order.Status.FILLED and ours.executed_quantity == D("0.01")
     assert report.orders_updated == 1
     assert ours.fills.count() == 1
-    # The position it opened shows up (reported, since no fill of ours had synced it yet).
+    # The position it opened shows up, explained by the fill of ours applied in the same pass.
     assert Position.objects.get(account=account, status="open").size == D("0.01")
+    assert report.position_changes == [] and report.explained_position_changes[0]["change"] == "appeared"
 
 
 def test_venue_order_we_never_placed_is_reported(user, market):

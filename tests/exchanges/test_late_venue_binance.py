@@ -22,7 +22,7 @@ import yaml
 from django.utils import timezone
 
 from alpha_platform.common.config import clear_config_cache
-from exchanges.adapters.ccxt_trader import CcxtTrader
+from exchanges.adapters.ccxt import BinanceUsdmTrader
 from exchanges.services import adapter_runtime, venue_spec
 from risk.models import RiskEvent
 from tests.factories import make_account
@@ -70,10 +70,10 @@ def fake(monkeypatch, settings, tmp_path):
         short_timeout_config(settings, tmp_path)
         settings.RECONCILE_LOST_AFTER_LOOKUPS = 3
         settings.RECONCILE_LOST_AFTER_SECONDS = 30
-        CcxtTrader.clear_market_cache()
+        BinanceUsdmTrader.clear_market_cache()
         yield server
     clear_config_cache()
-    CcxtTrader.clear_market_cache()
+    BinanceUsdmTrader.clear_market_cache()
 
 
 @pytest.fixture
@@ -205,7 +205,7 @@ def test_a_client_id_another_worker_already_sent_is_pending_not_failed(account, 
     # Another process sent the same client order id a moment ago; the venue refuses the
     # second as a duplicate (-4116) and does not list the first yet.
     fake.visibility_delay = 3.0
-    other = CcxtTrader(spec=venue_spec(account), credentials=account.credentials(), runtime=adapter_runtime())
+    other = BinanceUsdmTrader(spec=venue_spec(account), credentials=account.credentials(), runtime=adapter_runtime())
     try:
         other.open_long("BTC/USDT", D("0.002"), client_order_id="dup-1")
     finally:

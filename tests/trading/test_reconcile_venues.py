@@ -17,7 +17,7 @@ from eth_account import Account
 
 from alpha_platform.common.config import clear_config_cache
 from exchanges.adapters.base import OrderRequest, OrderSide, OrderType, PositionSide
-from exchanges.adapters.ccxt_trader import CcxtTrader
+from exchanges.adapters.ccxt import BinanceUsdmTrader
 from exchanges.adapters.errors import ExchangeUnavailable
 from exchanges.adapters.registry import create_trader
 from exchanges.services import adapter_runtime, trader_for_account, venue_spec
@@ -41,10 +41,10 @@ def venues(monkeypatch, settings, tmp_path):
         for name in ("HYPERLIQUID_API_URL", "HYPERLIQUID_TESTNET_API_URL"):
             monkeypatch.setenv(name, hl.url)
         short_timeout_config(settings, tmp_path)
-        CcxtTrader.clear_market_cache()
+        BinanceUsdmTrader.clear_market_cache()
         yield binance, hl
     clear_config_cache()
-    CcxtTrader.clear_market_cache()
+    BinanceUsdmTrader.clear_market_cache()
 
 
 @pytest.fixture
@@ -173,7 +173,7 @@ def test_a_fill_whose_position_read_failed_explains_the_position(user, binance):
     assert Position.objects.get(account=account, status="open").size == D("0.002")
 
     # A trade outside the platform on the same symbol afterwards is still reported.
-    outside = CcxtTrader(spec=venue_spec(account), credentials=account.credentials(), runtime=adapter_runtime())
+    outside = BinanceUsdmTrader(spec=venue_spec(account), credentials=account.credentials(), runtime=adapter_runtime())
     try:
         outside.open_long("BTC/USDT", D("0.003"), client_order_id="by-hand-2")
     finally:
@@ -186,7 +186,7 @@ def test_a_fill_whose_position_read_failed_explains_the_position(user, binance):
 def test_a_change_our_unfolded_fill_does_not_account_for_is_reported(user, binance):
     account = binance_account(user)
     submit(account, "0.002", trader=PositionReadFailsAfterTheOrder(trader_for_account(account)))
-    outside = CcxtTrader(spec=venue_spec(account), credentials=account.credentials(), runtime=adapter_runtime())
+    outside = BinanceUsdmTrader(spec=venue_spec(account), credentials=account.credentials(), runtime=adapter_runtime())
     try:  # and before the next pass, someone trades on the venue by hand
         outside.open_long("BTC/USDT", D("0.003"), client_order_id="by-hand-3")
     finally:

@@ -353,7 +353,7 @@ def _record_placed(*, order: Order, result: OrderResult, account: ExchangeAccoun
         try:
             venue_positions = trader.get_positions([symbol])
             balance = trader.get_balance()
-        except (ExchangeError, RedisError) as exc:
+        except (ExchangeError, RedisError, DatabaseError) as exc:  # the paper venue's book is in the database
             logger.warning("position read after fill failed for account %s: %s; the fill counts as unfolded",
                            account.pk, type(exc).__name__)
     try:

@@ -17,8 +17,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from alpha_platform.common.config import clear_config_cache
+from exchanges.adapters.base import OrderResult, OrderSide, OrderStatus, OrderType, PositionSide
 from exchanges.adapters.base import Position as VenuePosition
-from exchanges.adapters.base import PositionSide
 from exchanges.adapters.ccxt_trader import CcxtTrader
 from exchanges.adapters.errors import OrderStatusUnknown
 from exchanges.services import trader_for_account
@@ -26,7 +26,7 @@ from risk.models import RiskProfile
 from tests.factories import make_account
 from tests.fakes.binance_server import FakeBinanceFutures
 from trading.models import BalanceSnapshot, Order, Position
-from trading.services import balance_snapshot_record, order_submit, positions_sync
+from trading.services import balance_snapshot_record, order_apply_result, order_submit, positions_sync
 from trading.services.snapshot import LiveRead, risk_snapshot
 
 pytestmark = pytest.mark.django_db
@@ -299,7 +299,7 @@ def test_concurrent_fills_creating_the_open_row_never_raise(user):
         errors = []
         base = timezone.now()
 
-        def sync(size, offset):
+        def sync(size, offset, barrier=barrier, errors=errors, base=base):
             try:
                 barrier.wait(10)
                 at = base + timedelta(milliseconds=offset)
@@ -354,7 +354,7 @@ def _queries(user, account):
 
 def test_the_picture_costs_the_same_queries_for_one_or_many_accounts_and_symbols(user, other_user):
     [one] = _populate(user, 1, ["BTC/USDT"])
-    small, snap_small = _queries(user, one)
+    small, _ = _queries(user, one)
     many = _populate(other_user, 5, ["BTC/USDT", "ETH/USDT", "SOL/USDT"])
     large, snap_large = _queries(other_user, many[0])
     print(f"risk_snapshot queries: 1 account x 1 symbol = {small}; 5 accounts x 3 symbols = {large}")
@@ -364,3 +364,20 @@ def test_the_picture_costs_the_same_queries_for_one_or_many_accounts_and_symbols
     # only, so its 3 fills recorded before this read are in its live positions).
     assert len(snap_large.positions) == 12
     assert len(snap_large.reserved) == 15 + 12
+
+
+def test_a_later_execution_of_a_folded_order_counts_again_until_folded(user, market):
+    a = make_account(user, name="a")
+    b = make_account(user, name="b")
+    order = Order.objects.create(owner=user, account=a, source="api", client_order_id="p-1", symbol="ETH/USDT",
+                                 side="BUY", position_side="LONG", order_type="LIMIT", quantity=D("1"),
+                                 price=D("3000"), executed_quantity=D("0.5"), reference_price=D("3000"),
+                                 status=Order.Status.PARTIALLY_FILLED, position_folded_at=timezone.now())
+    venue_says = OrderResult(order_id="9", client_order_id="p-1", symbol="ETH/USDT", side=OrderSide.BUY,
+                             position_side=PositionSide.LONG, order_type=OrderType.LIMIT, quantity=D("1"),
+                             price=D("3000"), status=OrderStatus.FILLED, executed_quantity=D("1"),
+                             executed_price=D("3000"), fees=D("0"), timestamp=timezone.now(), exchange="paper")
+    order_apply_result(order=order, result=venue_says)
+    read = LiveRead(account=b, symbol="BTC/USDT", started_at=timezone.now(), price=D("50000"), positions=[])
+    [reserved] = risk_snapshot(user=user, read=read).reserved
+    assert (reserved.symbol, reserved.size) == ("ETH/USDT", D("1"))

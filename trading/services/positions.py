@@ -60,6 +60,9 @@ def order_apply_result(*, order: Order, result: OrderResult) -> Order:
     order.fee_currency = result.fee_currency or order.fee_currency
     order.raw_data = _json_safe(result.raw_data)
     order.lookup_failures = 0
+    if order.executed_quantity > before[1]:
+        # New execution: not in any Position row yet, whatever was folded before.
+        order.position_folded_at = None
     if order.status in TERMINAL and order.closed_at is None:
         order.closed_at = timezone.now()
     order.save()

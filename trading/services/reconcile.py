@@ -117,12 +117,14 @@ def account_reconcile(*, account: ExchangeAccount, trader: ExchangeTrader | None
                              "that the platform did not place",
                              {"order_id": vo.order_id, "client_order_id": vo.client_order_id}, vo.symbol)
 
+        read_started_at = timezone.now()
         try:
             venue_positions = trader.get_positions()
         except ExchangeError as exc:
             report.errors.append(f"positions: {type(exc).__name__}")
         else:
-            changes = positions_sync(account=account, venue_positions=venue_positions, expected=False)
+            changes = positions_sync(account=account, venue_positions=venue_positions, expected=False,
+                                     read_started_at=read_started_at)
             # A change is ours if an order of ours filled on that symbol since the last pass.
             for change in changes.unexpected:
                 report.position_changes.append(change)

@@ -362,7 +362,8 @@ def _record_placed(*, order: Order, result: OrderResult, account: ExchangeAccoun
             if venue_positions is not None and recorded.executed_quantity > 0:
                 positions_sync(account=account, venue_positions=venue_positions, symbols=[symbol],
                                read_started_at=read_started_at)
-                Order.objects.filter(pk=recorded.pk).update(position_folded_at=timezone.now())
+                recorded.position_folded_at = timezone.now()
+                Order.objects.filter(pk=recorded.pk).update(position_folded_at=recorded.position_folded_at)
                 if balance is not None:
                     balance_snapshot_record(account=account, balance=balance)
         return recorded

@@ -322,6 +322,41 @@ def test_concurrent_fills_creating_the_open_row_never_raise(user):
         time.sleep(0.01)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_fills_through_order_submit_return_their_orders(user, market):
+    """Fault 4 end to end: two orders on one account and symbol, released to the venue
+    together, both fill; neither order_submit raises, and the row holds both fills. Six
+    rounds (two accounts x three symbols), each creating a new open row: 2,200 USD in all,
+    inside every cap but the order rate and the count of open positions, raised for this."""
+    RiskProfile.objects.filter(user=user).update(max_orders_per_minute=100, max_open_positions=10)
+    accounts = [make_account(user, name="a"), make_account(user, name="b")]
+    for n, (account, (symbol, qty)) in enumerate(
+            (a, o) for a in accounts for o in (("BTC/USDT", "0.005"), ("ETH/USDT", "0.05"), ("SOL/USDT", "1.5"))):
+        release = threading.Event()
+        results, errors = [], []
+
+        def submit(account=account, symbol=symbol, qty=qty, release=release, results=results, errors=errors):
+            try:
+                results.append(buy(account, symbol, qty, trader=HeldAtVenue(trader_for_account(account), release)))
+            except Exception as exc:
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=submit) for _ in range(2)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while Order.objects.count() < 2 * (n + 1) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        release.set()
+        for t in threads:
+            t.join(60)
+        assert not errors, f"{account.name} {symbol}: {errors}"
+        assert [r.order.status for r in results] == [Order.Status.FILLED, Order.Status.FILLED]
+        assert Position.objects.get(account=account, symbol=symbol, status="open").size == 2 * D(qty)
+
+
 # -- bounded cost ---------------------------------------------------------------------------
 
 def _populate(user, accounts, symbols):

@@ -32,6 +32,9 @@ Rules, in order; the first that fails decides (``Verdict.rule`` names are stable
  3. data_unavailable    price, equity or positions unreadable (None), or price <= 0: reject.
                         A reduce-shaped order needs only the positions (to confirm it reduces).
                         For opening orders also: equity <= 0, or day_start_equity unknown.
+ 3b. exposure_unvalued  an opening order while part of the user's exposure (a position or an
+                        order in flight, listed in ``Snapshot.unvalued``) has no figure to value
+                        it at: refused, since counting it as zero could pass a cap.
  4. quantity            quantity must be > 0.
  5. limit_price         a LIMIT order needs a limit price > 0.
  6. reduce_only / reduce_only_no_position / reduce_only_flip
@@ -82,7 +85,7 @@ __all__ = [
 ]
 
 RULES = (
-    "global_halt", "user_halted", "data_unavailable", "quantity", "limit_price",
+    "global_halt", "user_halted", "data_unavailable", "exposure_unvalued", "quantity", "limit_price",
     "reduce_only", "reduce_only_no_position", "reduce_only_flip", "symbol_not_allowed",
     "leverage", "min_notional", "daily_loss", "loss_cooldown", "order_rate_minute",
     "order_rate_hour", "max_open_positions", "position_notional_abs", "position_notional_pct",
@@ -266,8 +269,12 @@ class Snapshot:
     venue_max_leverage: int
     user_halted: bool
     global_halt: bool
+    # Parts of the exposure that could not be valued (no mark, no price of their own): a
+    # description of each. Opening orders are refused while it is not empty.
+    unvalued: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        _set(self, "unvalued", tuple(str(u) for u in self.unvalued))
         _aware(self, "now")
         _aware(self, "last_losing_close_at", optional=True)
         for name in ("equity", "price", "day_start_equity"):
@@ -394,6 +401,11 @@ def check_pre_trade(limits: Limits, intent: OrderIntent, snap: Snapshot) -> Verd
             return _reject("data_unavailable", "Your equity at the start of the day is unknown, so the "
                            "daily loss limit cannot be checked; the order is refused.",
                            missing="day_start_equity")
+        if snap.unvalued:
+            return _reject("exposure_unvalued", "Part of your exposure cannot be valued (no price is known for "
+                           f"{'; '.join(snap.unvalued[:3])}{' and more' if len(snap.unvalued) > 3 else ''}), "
+                           "so your limits cannot be checked; the order is refused.",
+                           unvalued=len(snap.unvalued))
 
     if qty <= 0:
         return _reject("quantity", f"The quantity must be above zero; it is {_qty(qty)}.", quantity=qty)

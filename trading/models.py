@@ -82,6 +82,13 @@ class Order(TimeStampedModel):
     submitted_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     lookup_failures = models.PositiveSmallIntegerField(default=0)
+    # The mark the risk check valued this order at, recorded under the user's risk lock when
+    # the order was created: every later check values the order in flight from this figure
+    # (or a fresher mark of its symbol), never as nothing.
+    reference_price = decimal_field(null=True, blank=True)
+    # When this order's executed quantity was folded into a Position row (a position state
+    # read after the fill was recorded). Until then the fill counts in every risk picture.
+    position_folded_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -89,6 +96,9 @@ class Order(TimeStampedModel):
             models.Index(fields=["owner", "-created_at"]),
             models.Index(fields=["account", "status"]),
             models.Index(fields=["account", "venue_client_order_id"]),
+            # The risk picture's unfolded fills: few rows, found without scanning history.
+            models.Index(fields=["owner", "position_folded_at"], name="order_unfolded_fills",
+                         condition=Q(executed_quantity__gt=0, position_folded_at__isnull=True)),
         ]
         permissions = [
             ("place_order_for_others", "Can place orders on other users' accounts (admin order form)"),
@@ -170,6 +180,11 @@ class Position(TimeStampedModel):
     opened_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
     raw_data = models.JSONField(default=dict, blank=True)
+    # The venue's time of the state this row holds, and when our read of it began: a
+    # positions_sync holding an older state than either leaves the row alone, so writers
+    # committing out of order never put an older state over a newer one.
+    venue_state_at = models.DateTimeField(null=True, blank=True)
+    read_started_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-opened_at", "-id"]

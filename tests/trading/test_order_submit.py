@@ -165,11 +165,12 @@ class VenueFault:
         raise self.exc
 
 
-def test_venue_failure_marks_the_order_failed(user, market):
+def test_venue_5xx_leaves_the_order_pending_confirmation(user, market):
+    """A 5xx to an order may come after the venue executed it: never FAILED on that."""
     account = make_account(user)
     result = buy_btc(account, "0.01", trader=VenueFault(trader_for_account(account), ExchangeUnavailable("503")))
-    assert result.order.status == Order.Status.FAILED
-    assert "503" in result.order.error
+    assert result.order.status == Order.Status.UNKNOWN
+    assert "503" in result.order.error and "pending confirmation" in result.order.error
 
 
 def test_unknown_fate_is_kept_for_reconciliation(user, market):

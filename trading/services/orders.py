@@ -1,7 +1,14 @@
 """order_submit: the only road from an intent to a venue.
 
     validate -> (idempotency) -> live read -> [lock user's risk state: snapshot, policy,
-    RiskEvent, Order saved PENDING or REJECTED] -> send -> record result, fills, positions
+    RiskEvent, Order saved PENDING or REJECTED] -> send -> position read ->
+    [record result, fills, positions, fill folded]
+
+Failures: the platform's own state (Redis, the database) unreadable before sending raises
+PlatformUnavailable with nothing written; a guard or limiter that refuses before sending
+marks the order FAILED ("Not sent"); an answer lost after sending leaves it UNKNOWN
+("pending confirmation") for reconciliation; after the venue took the order nothing
+raises: a failure to record it is logged and the caller gets the order.
 
 The Order row exists, with its client order id, before anything is sent: an order a
 venue accepted is never lost, and a retried submission with the same client order id
@@ -26,19 +33,22 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from alpha_platform.common.config import get_config
-from alpha_platform.common.errors import ApplicationError, CredentialsError
+from alpha_platform.common.errors import ApplicationError, CredentialsError, PlatformUnavailable
 from alpha_platform.common.money import dec_str, decimal_input
-from exchanges.adapters.base import ExchangeTrader, OrderRequest, OrderSide, OrderType, PositionSide
+from exchanges.adapters.base import ExchangeTrader, OrderRequest, OrderResult, OrderSide, OrderType, PositionSide
 from exchanges.adapters.errors import (
+    CircuitOpenError,
     ExchangeError,
+    GuardUnavailable,
     InvalidOrderError,
     OperationalError,
     OrderNotFound,
-    OrderStatusUnknown,
+    RateLimited,
 )
 from exchanges.models import ExchangeAccount
 from exchanges.services import trader_for_account
@@ -47,8 +57,8 @@ from risk.policy import Limits, OrderIntent, Verdict, check_pre_trade
 from risk.services import risk_event_record
 from trading.events import order_event
 from trading.models import Order
-from trading.services.positions import balance_snapshot_record, order_apply_result, positions_sync
-from trading.services.snapshot import live_read, risk_snapshot
+from trading.services.positions import STATUS_MAP, balance_snapshot_record, order_apply_result, positions_sync
+from trading.services.snapshot import PLATFORM_DOWN, live_read, risk_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -237,11 +247,17 @@ def _submit(*, account, user, trader, cid, symbol, side, position_side, order_ty
             event = risk_event_record(user=user, allowed=verdict.allowed, rule=verdict.rule,
                                       message=verdict.message, details=details, symbol=symbol,
                                       venue=account.venue, actor=actor or source)
-            order = Order(**order_fields, risk_event=event,
+            now = timezone.now()
+            # reference_price: the mark this check valued the order at, so every later
+            # check values it while it is in flight. submitted_at is set here, not in a
+            # write of its own after the commit: nothing touches the database between
+            # the commit and the send, so a database failing there cannot strand an order.
+            order = Order(**order_fields, risk_event=event, reference_price=read.price,
                           status=Order.Status.PENDING if verdict.allowed else Order.Status.REJECTED,
-                          error="" if verdict.allowed else verdict.message)
+                          error="" if verdict.allowed else verdict.message,
+                          submitted_at=now if verdict.allowed else None)
             if not verdict.allowed:
-                order.closed_at = timezone.now()
+                order.closed_at = now
             # Field checks only: _validate has already enforced what the check constraints
             # say (and the database still does), and a duplicate client order id is the
             # IntegrityError below; the constraint queries would run inside the risk lock.
@@ -255,6 +271,11 @@ def _submit(*, account, user, trader, cid, symbol, side, position_side, order_ty
         if existing is None:
             raise
         return SubmitResult(order=existing, verdict=None, risk_event=existing.risk_event, duplicate=True)
+    except (DatabaseError, RedisError) as exc:
+        # Before anything was sent: the transaction rolled back, so nothing is half-written.
+        logger.warning("order %s refused: platform state unavailable before sending (%s)", cid,
+                       type(exc).__name__)
+        raise PlatformUnavailable(PLATFORM_DOWN, extra={"retry_after_seconds": 5}) from exc
 
     if verdict.trip_kill_switch:
         from trading.services.kill_switch import kill_switch_trip
@@ -267,59 +288,100 @@ def _submit(*, account, user, trader, cid, symbol, side, position_side, order_ty
                            order_type=OrderType(order_type), quantity=quantity, client_order_id=cid, price=price,
                            stop_price=stop_price, reduce_only=reduce_only, time_in_force=time_in_force,
                            leverage=leverage, stop_loss=stop_loss, take_profit=take_profit)
-    Order.objects.filter(pk=order.pk).update(submitted_at=timezone.now())
-    order.submitted_at = timezone.now()
     try:
         result = trader.place_order(request)
-    except OrderStatusUnknown as exc:
-        _mark(order, Order.Status.UNKNOWN, exc.message)
-        logger.warning("order %s fate unknown; left for reconciliation", order.client_order_id)
+    except (GuardUnavailable, CircuitOpenError, RateLimited) as exc:
+        # Refused by our own guard, or by the venue's limiter before it took the order.
+        _mark(order, Order.Status.FAILED, f"Not sent: {type(exc).__name__}: {exc.message}")
         return SubmitResult(order=order, verdict=verdict, risk_event=event)
     except InvalidOrderError as exc:
         _mark(order, Order.Status.REJECTED, f"Venue rejected the order: {exc.message}")
         return SubmitResult(order=order, verdict=verdict, risk_event=event)
     except OperationalError as exc:
-        _mark(order, Order.Status.FAILED, f"{type(exc).__name__}: {exc.message}")
-        ExchangeAccount.objects.filter(pk=account.pk).update(status=ExchangeAccount.Status.ERROR,
-                                                             last_error=exc.message[:1000])
+        # Credentials or permissions refused: the venue did not take the order.
+        _mark(order, Order.Status.FAILED, f"Not sent: {type(exc).__name__}: {exc.message}")
+        try:
+            ExchangeAccount.objects.filter(pk=account.pk).update(status=ExchangeAccount.Status.ERROR,
+                                                                 last_error=exc.message[:1000])
+        except DatabaseError:
+            logger.exception("could not record the account error of account %s", account.pk)
         return SubmitResult(order=order, verdict=verdict, risk_event=event)
     except ExchangeError as exc:
-        _mark(order, Order.Status.FAILED, f"Not placed: {type(exc).__name__}: {exc.message}")
+        # A lost answer, a 5xx, a timeout: the venue may have taken the order (5xx after
+        # executing is real), so it is never FAILED on this; reconciliation settles it.
+        _mark(order, Order.Status.UNKNOWN, f"Sent, pending confirmation from the venue: {type(exc).__name__}: "
+                                           f"{exc.message}")
+        logger.warning("order %s fate unknown; left for reconciliation", order.client_order_id)
         return SubmitResult(order=order, verdict=verdict, risk_event=event)
     except Exception as exc:  # an adapter bug: the order may or may not exist at the venue
         logger.exception("unexpected error placing order %s", order.client_order_id)
-        _mark(order, Order.Status.UNKNOWN, f"Unexpected error: {type(exc).__name__}")
+        _mark(order, Order.Status.UNKNOWN, f"Pending confirmation from the venue (unexpected error: "
+                                           f"{type(exc).__name__})")
         return SubmitResult(order=order, verdict=verdict, risk_event=event)
 
-    order = order_apply_result(order=order, result=result)
-    if order.executed_quantity > 0:
-        _sync_positions_after(account=account, trader=trader, symbol=symbol)
+    order = _record_placed(order=order, result=result, account=account, trader=trader, symbol=symbol)
     return SubmitResult(order=order, verdict=verdict, risk_event=event)
 
 
 def _mark(order: Order, status: str, error: str) -> None:
+    """Record an outcome; never raises. Should the database fail, the caller still gets the
+    order as decided here, and the row, left PENDING (in flight, counted by every risk
+    check), is settled by reconciliation."""
     order.status = status
     order.error = error[:2000]
     if status in (Order.Status.REJECTED, Order.Status.FAILED):
         order.closed_at = timezone.now()
-    with transaction.atomic():
-        order.save(update_fields=["status", "error", "closed_at", "updated_at"])
-        order_event(order, "rejected" if status == Order.Status.REJECTED else "updated")
-
-
-def _sync_positions_after(*, account: ExchangeAccount, trader: ExchangeTrader, symbol: str) -> None:
-    """After a fill: the symbol's position and a balance snapshot, so the next risk check
-    on any of the user's accounts values this one from fresh figures."""
     try:
-        venue_positions = trader.get_positions([symbol])
-        balance = trader.get_balance()
-    except ExchangeError as exc:
-        # The fill is recorded; reconciliation will bring the position in line.
-        logger.warning("position read after fill failed for account %s: %s", account.pk, type(exc).__name__)
-        return
-    with transaction.atomic():
-        positions_sync(account=account, venue_positions=venue_positions, symbols=[symbol])
-        balance_snapshot_record(account=account, balance=balance)
+        with transaction.atomic():
+            order.save(update_fields=["status", "error", "closed_at", "updated_at"])
+            order_event(order, "rejected" if status == Order.Status.REJECTED else "updated")
+    except Exception:
+        logger.exception("could not record order %s as %s; left for reconciliation", order.client_order_id, status)
+
+
+def _record_placed(*, order: Order, result: OrderResult, account: ExchangeAccount, trader: ExchangeTrader,
+                   symbol: str) -> Order:
+    """The venue took the order: record its answer and, after a fill, the position and a
+    balance snapshot, all in one transaction, the order's fill marked folded with the
+    position read after it. Never raises: the order was placed, so the caller gets it.
+
+    If the position read fails, the order is recorded alone and its fill stays unfolded:
+    every later risk check, on any account, counts it until a position read folds it."""
+    venue_positions = balance = None
+    read_started_at = timezone.now()
+    if result.executed_quantity > 0:
+        try:
+            venue_positions = trader.get_positions([symbol])
+            balance = trader.get_balance()
+        except (ExchangeError, RedisError, DatabaseError) as exc:  # the paper venue's book is in the database
+            logger.warning("position read after fill failed for account %s: %s; the fill counts as unfolded",
+                           account.pk, type(exc).__name__)
+    try:
+        with transaction.atomic():
+            recorded = order_apply_result(order=order, result=result)
+            if venue_positions is not None and recorded.executed_quantity > 0:
+                positions_sync(account=account, venue_positions=venue_positions, symbols=[symbol],
+                               read_started_at=read_started_at)
+                recorded.position_folded_at = timezone.now()
+                Order.objects.filter(pk=recorded.pk).update(position_folded_at=recorded.position_folded_at)
+                if balance is not None:
+                    balance_snapshot_record(account=account, balance=balance)
+        return recorded
+    except Exception:
+        logger.exception("order %s placed but its result and position could not be recorded together",
+                         order.client_order_id)
+    try:
+        return order_apply_result(order=order, result=result)
+    except Exception:
+        logger.exception("order %s placed but not recorded; left for reconciliation", order.client_order_id)
+    # What the venue said, in memory; the row stays PENDING (in flight, counted) until
+    # reconciliation looks the order up by its client order id.
+    order.status = STATUS_MAP.get(str(result.status), Order.Status.UNKNOWN)
+    order.exchange_order_id = result.order_id or order.exchange_order_id
+    order.executed_quantity = min(result.executed_quantity, order.quantity)
+    order.executed_price = result.executed_price
+    order.error = "Placed at the venue; recording it failed, pending confirmation by reconciliation"
+    return order
 
 
 def order_cancel(*, order: Order, actor: str = "", trader: ExchangeTrader | None = None) -> Order:

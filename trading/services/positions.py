@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from alpha_platform.common.money import dec_str
@@ -59,6 +60,9 @@ def order_apply_result(*, order: Order, result: OrderResult) -> Order:
     order.fee_currency = result.fee_currency or order.fee_currency
     order.raw_data = _json_safe(result.raw_data)
     order.lookup_failures = 0
+    if order.executed_quantity > before[1]:
+        # New execution: not in any Position row yet, whatever was folded before.
+        order.position_folded_at = None
     if order.status in TERMINAL and order.closed_at is None:
         order.closed_at = timezone.now()
     order.save()
@@ -122,36 +126,80 @@ def _realized_since(account: ExchangeAccount, symbol: str, since) -> Decimal:
     return total
 
 
+# How long after its fill was recorded an order is taken to be in any position state read
+# by a caller that does not say when its read began (the read happens just before the
+# sync, and a read slower than this has timed out).
+FOLD_GRACE = timedelta(seconds=60)
+
+
+def _older(row: Position, vp: VenuePosition | None, read_started_at: datetime | None) -> bool:
+    """Whether the state a writer holds (``vp``, or the position's absence when None, read
+    from ``read_started_at``) is older than the one ``row`` already holds."""
+    if read_started_at is not None and row.read_started_at is not None and read_started_at < row.read_started_at:
+        return True
+    return (vp is not None and vp.timestamp is not None and row.venue_state_at is not None
+            and vp.timestamp < row.venue_state_at)
+
+
+def _values(vp: VenuePosition, read_started_at: datetime | None) -> dict:
+    return dict(size=vp.size, entry_price=vp.entry_price, mark_price=vp.mark_price,
+                unrealized_pnl=vp.unrealized_pnl, percentage_pnl=vp.percentage_pnl,
+                leverage=vp.leverage if vp.leverage > 0 else Decimal("1"), margin=vp.margin,
+                liquidation_price=vp.liquidation_price, margin_type=vp.margin_type or "cross",
+                position_id=vp.position_id or "", raw_data=_json_safe(vp.raw_data),
+                venue_state_at=vp.timestamp, read_started_at=read_started_at)
+
+
 @transaction.atomic
 def positions_sync(*, account: ExchangeAccount, venue_positions: Sequence[VenuePosition],
-                   symbols: Iterable[str] | None = None, expected: bool = True) -> PositionChanges:
+                   symbols: Iterable[str] | None = None, expected: bool = True,
+                   read_started_at: datetime | None = None) -> PositionChanges:
     """Make the account's open Position rows match the venue's list.
 
     ``symbols`` limits the sync to those symbols (after an order); None syncs all.
     ``expected`` is False during reconciliation: then a change is also reported as
     unexpected (a liquidation, or trading outside the platform).
+    ``read_started_at`` is when the caller began reading ``venue_positions``: a row holding
+    a state read later, or stamped later by the venue, is left alone (writers that commit
+    out of order never overwrite a newer state); and every fill of ours recorded before it
+    is in the state read, so those orders are marked folded and stop counting as unfolded
+    fills in the risk picture. Without it, fills recorded ``FOLD_GRACE`` ago are folded.
     """
     now = timezone.now()
     changes = PositionChanges()
     scope = set(symbols) if symbols is not None else None
+    # The account row is the lock every writer of its positions takes first: two syncs of
+    # the same account (two fills, a fill and reconciliation) run one after the other, so
+    # neither creates the open row the other is creating, and the second sees the first's.
+    ExchangeAccount.objects.select_for_update().filter(pk=account.pk).first()
     venue = {(p.symbol, str(p.side)): p for p in venue_positions if scope is None or p.symbol in scope}
     ours = {(p.symbol, p.side): p for p in Position.objects.select_for_update().filter(
         account=account, status=Position.Status.OPEN) if scope is None or p.symbol in scope}
+    # The newest closed row per leg, for a state older than a close already recorded.
+    closed_keys = {key for key in venue if key not in ours}
+    latest_closed: dict[tuple[str, str], Position] = {}
+    if closed_keys:
+        for row in Position.objects.filter(account=account, symbol__in={k[0] for k in closed_keys}).exclude(
+                status=Position.Status.OPEN).order_by("updated_at", "id"):
+            latest_closed[(row.symbol, row.side)] = row
     for key, vp in venue.items():
         row = ours.get(key)
-        values = dict(size=vp.size, entry_price=vp.entry_price, mark_price=vp.mark_price,
-                      unrealized_pnl=vp.unrealized_pnl, percentage_pnl=vp.percentage_pnl,
-                      leverage=vp.leverage if vp.leverage > 0 else Decimal("1"), margin=vp.margin,
-                      liquidation_price=vp.liquidation_price, margin_type=vp.margin_type or "cross",
-                      position_id=vp.position_id or "", raw_data=_json_safe(vp.raw_data))
+        values = _values(vp, read_started_at)
         if row is None:
-            row = Position.objects.create(account=account, owner=account.owner, symbol=vp.symbol, side=str(vp.side),
-                                          opened_at=now, **values)
-            changes.opened.append(row)
-            if not expected:
+            last = latest_closed.get(key)
+            if last is not None and _older(last, vp, read_started_at):
+                logger.info("positions_sync account %s %s: state older than the close recorded; ignored",
+                            account.pk, key)
+                continue
+            row, created = _position_create(account=account, vp=vp, values=values, now=now)
+            (changes.opened if created else changes.updated).append(row)
+            if created and not expected:
                 changes.unexpected.append({"symbol": vp.symbol, "side": str(vp.side), "change": "appeared",
                                            "venue_size": dec_str(vp.size)})
         else:
+            if _older(row, vp, read_started_at):
+                logger.info("positions_sync account %s %s: state older than the row's; ignored", account.pk, key)
+                continue
             if not expected and row.size != vp.size:
                 changes.unexpected.append({"symbol": vp.symbol, "side": str(vp.side), "change": "size changed",
                                            "our_size": dec_str(row.size), "venue_size": dec_str(vp.size)})
@@ -163,6 +211,8 @@ def positions_sync(*, account: ExchangeAccount, venue_positions: Sequence[VenueP
     for key, row in ours.items():
         if key in venue:
             continue
+        if _older(row, None, read_started_at):
+            continue
         liquidated = False
         if row.liquidation_price is not None and row.mark_price:
             liq = row.liquidation_price
@@ -172,13 +222,40 @@ def positions_sync(*, account: ExchangeAccount, venue_positions: Sequence[VenueP
         row.size = Decimal("0")
         row.unrealized_pnl = Decimal("0")
         row.closed_at = now
+        row.read_started_at = read_started_at or row.read_started_at
         row.save()
         changes.closed.append(row)
         if not expected:
             changes.unexpected.append({"symbol": row.symbol, "side": row.side,
                                        "change": "liquidated" if liquidated else "disappeared"})
         position_event(row)
+    fills = Order.objects.filter(account=account, executed_quantity__gt=0, position_folded_at__isnull=True,
+                                 updated_at__lte=read_started_at or now - FOLD_GRACE)
+    if scope is not None:
+        fills = fills.filter(symbol__in=scope)
+    fills.update(position_folded_at=now)
     return changes
+
+
+def _position_create(*, account: ExchangeAccount, vp: VenuePosition, values: dict,
+                     now: datetime) -> tuple[Position, bool]:
+    """The open row for a leg, created in a savepoint: should another writer have created
+    it in the meantime (one that did not take the account lock), its row is re-read and
+    updated if this state is not older, rather than an IntegrityError escaping."""
+    try:
+        with transaction.atomic():
+            return Position.objects.create(account=account, owner=account.owner, symbol=vp.symbol,
+                                           side=str(vp.side), opened_at=now, **values), True
+    except IntegrityError:
+        row = Position.objects.select_for_update().filter(account=account, symbol=vp.symbol, side=str(vp.side),
+                                                          status=Position.Status.OPEN).first()
+        if row is None:
+            raise
+        if not _older(row, vp, values.get("read_started_at")):
+            for name, value in values.items():
+                setattr(row, name, value)
+            row.save()
+        return row, False
 
 
 def balance_snapshot_record(*, account: ExchangeAccount, balance: Balance) -> BalanceSnapshot:

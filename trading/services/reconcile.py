@@ -205,12 +205,14 @@ def account_reconcile(*, account: ExchangeAccount, trader: ExchangeTrader | None
             _match_the_rest(account, venue_orders, known, report)
 
         before = _rows_before(account)
+        read_started_at = timezone.now()
         try:
             venue_positions = trader.get_positions()
         except ExchangeError as exc:
             report.errors.append(f"positions: {type(exc).__name__}")
         else:
-            changes = positions_sync(account=account, venue_positions=venue_positions, expected=False)
+            changes = positions_sync(account=account, venue_positions=venue_positions, expected=False,
+                                     read_started_at=read_started_at)
             for change in changes.unexpected:
                 if _explained(account, change, before):
                     report.explained_position_changes.append(change)

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-D0 = Decimal("0")
-PRICES = {"BTC/USDT": Decimal("50000"), "ETH/USDT": Decimal("3000"), "SOL/USDT": Decimal("100")}
+D0 = Decimal(0)
+PRICES = {"BTC/USDT": Decimal(50000), "ETH/USDT": Decimal(3000), "SOL/USDT": Decimal(100)}
 SYMBOLS = tuple(PRICES)
 TOTAL_CAP = Decimal("0.5")
 LEVERAGE = 5  # the venue's margin (10,000 at 5x) must not be what stops the third order
@@ -43,11 +43,11 @@ def burst_size(i: int) -> int:
 def cap_limits() -> dict[str, Any]:
     """Only the total exposure cap binds: per-symbol and per-venue caps at or above it,
     and the rate, cooldown and open-position rules out of the way of a burst."""
-    return dict(max_total_exposure_percent=TOTAL_CAP, max_exchange_exposure_percent=TOTAL_CAP,
-                max_position_percent=Decimal("1"), max_position_notional_usd=Decimal("1000000"),
-                max_leverage=LEVERAGE, max_open_positions=50, max_orders_per_minute=30000,
-                max_orders_per_hour=1_000_000, loss_cooldown_seconds=0, daily_loss_limit_percent=Decimal("1"),
-                allowed_symbols=list(SYMBOLS))
+    return {"max_total_exposure_percent": TOTAL_CAP, "max_exchange_exposure_percent": TOTAL_CAP,
+            "max_position_percent": Decimal(1), "max_position_notional_usd": Decimal(1000000),
+            "max_leverage": LEVERAGE, "max_open_positions": 50, "max_orders_per_minute": 30000,
+            "max_orders_per_hour": 1_000_000, "loss_cooldown_seconds": 0, "daily_loss_limit_percent": Decimal(1),
+            "allowed_symbols": list(SYMBOLS)}
 
 
 def set_cap_profile(user) -> None:
@@ -87,7 +87,7 @@ def paper_book(account, marks: dict[str, Decimal]) -> VenueBook:
     internal = {v: k for k, v in get_config().symbol_map("paper").items()}
     book = adapter_runtime().paper_store.load(account.account_ref)
     if book is None:
-        return VenueBook([], Decimal("10000"))
+        return VenueBook([], Decimal(10000))
     legs, upnl = [], D0
     for venue_symbol, pos in book.positions.items():
         symbol = internal.get(venue_symbol, venue_symbol)
@@ -192,7 +192,7 @@ def run_threads(n: int, work: Callable[[int], Any], *, timeout: float = 120) -> 
         try:
             barrier.wait(timeout)
             results[i] = work(i)
-        except BaseException as exc:  # reported as an outcome, not lost in a thread
+        except BaseException as exc:  # noqa: BLE001 (reported as an outcome, not lost in a thread)
             results[i] = exc
         finally:
             connection.close()

@@ -46,7 +46,8 @@ def serve(db_name: str, prices: dict[str, str], jobs: Any, results: Any, go: Any
         outcomes: list[str] = [""] * len(job)
         armed = threading.Barrier(len(job) + 1)
 
-        def submit(i: int, account_id: int, symbol: str, quantity: str, leverage: int) -> None:
+        def submit(outcomes: list[str], armed: threading.Barrier, i: int, account_id: int, symbol: str,
+                   quantity: str, leverage: int) -> None:
             try:
                 account = ExchangeAccount.objects.select_related("owner").get(pk=account_id)
                 armed.wait(60)
@@ -55,12 +56,12 @@ def serve(db_name: str, prices: dict[str, str], jobs: Any, results: Any, go: Any
                                       quantity=Decimal(quantity), leverage=leverage, source="api",
                                       actor=f"burst-process-{os.getpid()}")
                 outcomes[i] = result.order.status
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 (every attempt's fate is reported to the parent)
                 outcomes[i] = f"raised {type(exc).__name__}"
             finally:
                 connection.close()
 
-        threads = [threading.Thread(target=submit, args=(i, *args), daemon=True) for i, args in enumerate(job)]
+        threads = [threading.Thread(target=submit, args=(outcomes, armed, i, *args), daemon=True) for i, args in enumerate(job)]
         for t in threads:
             t.start()
         armed.wait(60)

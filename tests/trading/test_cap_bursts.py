@@ -47,6 +47,7 @@ from tests.trading.bursts import (
 from trading.services import order_submit
 from trading.services.positions import balance_snapshot_record
 
+pytestmark = pytest.mark.slow  # 3 to 10 s a variant on SQLite
 API_KEY, API_SECRET = "A1" * 32, "S2" * 32
 
 

@@ -155,7 +155,9 @@ def main() -> None:
         for r in rows:
             if "error" in r["snapshot"]:
                 print(f"  (a) {r['accounts']}x{r['symbols']}: {r['snapshot']['error']}")
-        b.write_results()
+        from django.db import connection
+
+        b.write_results(variant=connection.vendor)
 
 
 if __name__ == "__main__":

@@ -150,6 +150,10 @@ class AgentToolExecutor:
             payload["risk"] = verdict_summary(result.verdict)
         if order.error:
             payload["error"] = order.error
+        if order.status == Order.Status.UNKNOWN:
+            # The model must not "retry" it under a new id: that would double the position.
+            payload["note"] = ("pending confirmation: the venue's answer was lost; do not place this order again, "
+                               "the platform settles it with the venue")
         if order.status in (Order.Status.REJECTED,):
             status = "rejected"
         elif order.status in (Order.Status.FAILED, Order.Status.UNKNOWN, Order.Status.LOST):

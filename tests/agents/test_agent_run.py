@@ -247,3 +247,24 @@ def test_run_agent_command_prints_the_summary(user, market, llm, capsys):
     finally:
         held.release()
     assert "skipped" in capsys.readouterr().out and len(llm.requests) == 2
+
+
+def test_an_order_whose_answer_was_lost_tells_the_model_not_to_place_it_again(user, market, llm, monkeypatch):
+    from exchanges.adapters.errors import OrderStatusUnknown
+    from exchanges.adapters.paper.trader import PaperTrader
+
+    def lost(self, request):
+        raise OrderStatusUnknown("the answer was lost", venue="paper")
+
+    monkeypatch.setattr(PaperTrader, "place_order", lost)
+    agent = gpt_agent(user)
+    llm.script(llm.tool_calls(("open_long", {"symbol": "BTC/USDT", "quantity": None, "usd_notional": 500,
+                                             "leverage": 2, "stop_loss": None, "take_profit": None,
+                                             "order_type": "market", "limit_price": None})),
+               llm.reply("Waiting for the venue."))
+    decision = agent_decision_run(agent=agent)
+    order = ToolCall.objects.get(decision=decision).order
+    assert order.status == Order.Status.UNKNOWN  # kept for reconciliation, not FAILED
+    tool_message = next(m for m in llm.requests[1].messages if m["role"] == "tool")
+    result = json.loads(tool_message["content"])["result"]
+    assert result["status"] == "UNKNOWN" and "do not place this order again" in result["note"]

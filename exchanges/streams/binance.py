@@ -217,7 +217,7 @@ class BinanceUserStream:
             latest = max(latest, event_ms)
             symbols.add(symbol)
             size = _dec(raw.get("contracts")) or D0
-            if size != self._sizes.get(symbol, D0):
+            if symbol not in self._sizes or size != self._sizes[symbol]:  # unknown before: a change
                 self._pairing.saw("position change", symbol, "fill", now)
             self._sizes[symbol] = size
             if size <= 0 or raw.get("side") not in ("long", "short"):

@@ -96,7 +96,8 @@ class FakeBinanceUserStream:
 
     # ------------------------------------------------------------------ misbehaviour
     def drop_next(self, count: int = 1, event: str | None = None) -> None:
-        """Lose the next ``count`` messages (of type ``event``, e.g. "ACCOUNT_UPDATE")."""
+        """Lose the next ``count`` messages (of type ``event``: "ACCOUNT_UPDATE",
+        "ORDER_TRADE_UPDATE" or one execution type of it, "ORDER_TRADE_UPDATE:TRADE")."""
         with self._lock:
             self._drop.extend([event] * count)
 
@@ -143,7 +144,8 @@ class FakeBinanceUserStream:
     def _on_event(self, kind: str, *args: Any) -> None:
         message = self._order_message(*args) if kind == "order" else self._account_message(*args)
         with self._lock:
-            if self._drop and self._drop[0] in (None, message["e"]):
+            kinds = (None, message["e"], f'{message["e"]}:{message.get("o", {}).get("x")}')
+            if self._drop and self._drop[0] in kinds:
                 self._drop.pop(0)
                 self.dropped.append(message)
                 return

@@ -33,7 +33,14 @@ from exchanges.adapters.base import (
     VenueSpec,
     ms_to_datetime,
 )
-from exchanges.streams import Gap, OrderUpdate, PairingWatch, PositionUpdate, StreamDisconnected, StreamEvent
+from exchanges.streams import (
+    Gap,
+    OrderUpdate,
+    PairingWatch,
+    PositionUpdate,
+    StreamDisconnected,
+    StreamEvent,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +106,7 @@ class BinanceUserStream:
                 queue.put_nowait((name, await watch()))
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - handed to the reader, which raises it
+        except BaseException as exc:
             queue.put_nowait(("error", exc))
 
     async def events(self) -> AsyncIterator[StreamEvent]:
@@ -149,8 +156,8 @@ class BinanceUserStream:
         """Wait until the listenKey exists and the private socket is open."""
         deadline = time.monotonic() + self.connect_timeout
         while time.monotonic() < deadline:
-            if not queue.empty() and queue._queue[0][0] == "error":  # noqa: SLF001 - a failed first watch
-                raise StreamDisconnected(f"connect: {queue._queue[0][1]!r}")  # noqa: SLF001
+            if not queue.empty() and queue._queue[0][0] == "error":
+                raise StreamDisconnected(f"connect: {queue._queue[0][1]!r}")
             key = (exchange.options.get("linear") or {}).get("listenKey")
             if key:
                 client = exchange.clients.get(exchange.get_private_ws_url("linear", key))

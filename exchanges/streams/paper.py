@@ -13,7 +13,13 @@ from typing import Any
 
 from exchanges.adapters.base import ExchangeTrader, OrderResult, Position
 from exchanges.adapters.errors import ExchangeError, OrderNotFound
-from exchanges.streams import Gap, OrderUpdate, PositionUpdate, StreamDisconnected, StreamEvent
+from exchanges.streams import (
+    Gap,
+    OrderUpdate,
+    PositionUpdate,
+    StreamDisconnected,
+    StreamEvent,
+)
 
 RunSync = Callable[[Callable[[], Any]], Awaitable[Any]]
 

@@ -7,9 +7,15 @@ from decimal import Decimal as D
 
 import pytest
 
-from exchanges.adapters.base import FillInfo, OrderResult, OrderSide, OrderStatus, OrderType
+from exchanges.adapters.base import (
+    FillInfo,
+    OrderResult,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    PositionSide,
+)
 from exchanges.adapters.base import Position as VenuePosition
-from exchanges.adapters.base import PositionSide
 from tests.factories import make_account
 from trading.models import Fill, Order, Position
 from trading.services import order_submit

@@ -20,10 +20,10 @@ import dataclasses
 import logging
 import random
 from collections import Counter
-from contextlib import aclosing
-from decimal import Decimal
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -37,7 +37,12 @@ from exchanges.services import trader_for_account, venue_spec
 from exchanges.streams import Gap, OrderUpdate, PositionUpdate, StreamDisconnected
 from trading.events import position_event
 from trading.models import Order, Position
-from trading.services.positions import STATUS_MAP, PositionChanges, order_apply_result, positions_sync
+from trading.services.positions import (
+    STATUS_MAP,
+    PositionChanges,
+    order_apply_result,
+    positions_sync,
+)
 from trading.services.reconcile import account_reconcile
 
 logger = logging.getLogger(__name__)
@@ -226,7 +231,7 @@ class VenueStreamSupervisor:
         try:
             while True:
                 account = await worker.run(lambda: ExchangeAccount.objects.get(pk=account_id))
-                stream = await worker.run(lambda: self.stream_factory(account, run_sync=worker.run))
+                stream = await worker.run(lambda account=account: self.stream_factory(account, run_sync=worker.run))
                 if stream is None:
                     return
                 liquidated: set[str] = set()

@@ -122,3 +122,19 @@ def test_fill_while_disconnected_arrives_through_the_catch_up_after_reconnecting
         wait_until(lambda: stop_filled(stop), what="stop filled after reconnecting")
         assert streams.stat("disconnects", account.pk) >= 1 and ws.connections >= 2
         assert_closed_once(account, stop, rest)
+
+
+def test_resting_limit_filled_at_the_venue_reaches_the_order(user, venue):
+    rest, _ = venue
+    account = make_account(user, venue="binance_futures", credentials={"api_key": KEY, "api_secret": SECRET})
+    with RunningStreams([account.pk]) as streams:
+        streams.wait_connected(account.pk)
+        order = order_submit(account=account, symbol="BTC/USDT", side="BUY", position_side="LONG",
+                             quantity=D("0.002"), order_type="LIMIT", price=D("64900"), source="api").order
+        assert order.status == Order.Status.NEW
+        rest.set_mark_price("BTCUSDT", "64800")
+        wait_until(lambda: Order.objects.get(pk=order.pk).status == Order.Status.FILLED, what="limit filled")
+        wait_until(lambda: Position.objects.filter(account=account, status="open", size=D("0.002")).exists(),
+                   what="position opened")
+        assert [f.trade_id for f in Fill.objects.filter(order=order)] == [str(rest.trades[-1]["id"])]
+        assert streams.stat("catchups", account.pk) == 1  # the connection's own: the stream did it

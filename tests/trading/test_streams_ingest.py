@@ -31,9 +31,10 @@ def resting_buy(account, cid="my-limit-1"):
     return order
 
 
-def update(order, status, executed, trades=(), *, cid=None, venue_cid=""):
+def update(order, status, executed, trades=(), *, cid=None, venue_cid="", order_id=None):
     fills = tuple(FillInfo(trade_id=t, quantity=q, price=D("49000"), timestamp=datetime.now(UTC)) for t, q in trades)
-    return OrderResult(symbol="BTC/USDT", order_id=order.exchange_order_id, client_order_id=cid or order.client_order_id,
+    return OrderResult(symbol="BTC/USDT", order_id=order.exchange_order_id if order_id is None else order_id,
+                       client_order_id=cid or order.client_order_id,
                        side=OrderSide.BUY, order_type=OrderType.LIMIT, quantity=D("0.02"), price=D("49000"),
                        executed_quantity=D(executed), executed_price=D("49000") if D(executed) else None,
                        status=status, fees=D("0"), timestamp=datetime.now(UTC), exchange="paper", fills=fills,
@@ -72,7 +73,10 @@ def test_matched_by_the_venue_form_of_the_id_and_within_the_account_only(user, o
     Order.objects.filter(pk=order.pk).update(venue_client_order_id="0xabc")
     result = update(order, OrderStatus.FILLED, "0.02", [("t-1", D("0.02"))], cid="0xabc", venue_cid="0xabc")
     assert stream_order_ingest(account=mine, result=result).pk == order.pk
-    assert stream_order_ingest(account=mine, result=update(order, OrderStatus.FILLED, "0.02", cid="not-ours")) is None
+    stranger = update(order, OrderStatus.FILLED, "0.02", cid="not-ours", order_id="999")
+    assert stream_order_ingest(account=mine, result=stranger) is None
+    # The venue's order id names the order too (a client library that replaced our id).
+    assert stream_order_ingest(account=theirs, result=update(other, OrderStatus.NEW, "0", cid="x-1")).pk == other.pk
     other.refresh_from_db()
     assert other.status == Order.Status.NEW and not Fill.objects.filter(order=other).exists()
 

@@ -55,11 +55,18 @@ _RANK = {Order.Status.PENDING: 0, Order.Status.UNKNOWN: 0, Order.Status.LOST: 0,
 
 
 def _order_for(account: ExchangeAccount, result: OrderResult) -> Order | None:
+    """Ours by client order id (or the venue's form of it); failing that by the venue's
+    order id, which the order carries once its answer was recorded (a venue or client
+    library that replaced our client id still names the order by its own id)."""
     ids = {result.client_order_id, result.venue_client_order_id} - {""}
-    if not ids:
-        return None
-    return (Order.objects.filter(account=account)
-            .filter(Q(client_order_id__in=ids) | Q(venue_client_order_id__in=ids)).first())
+    match = Q(pk__in=[])
+    if ids:
+        match |= Q(client_order_id__in=ids) | Q(venue_client_order_id__in=ids)
+    if result.order_id:
+        match |= Q(exchange_order_id=result.order_id, symbol=result.symbol)
+    found = list(Order.objects.filter(account=account).filter(match)[:2])
+    by_client_id = [o for o in found if {o.client_order_id, o.venue_client_order_id} & ids]
+    return (by_client_id or found or [None])[0]
 
 
 def _moves_back_or_repeats(order: Order, result: OrderResult) -> bool:
@@ -258,6 +265,7 @@ class VenueStreamSupervisor:
         if isinstance(event, Gap):
             if event.reason == "connected":
                 self.stats["connects"][account_id] += 1
+                logger.info("stream of account %s connected (%s); catching up", account_id, account.venue)
             else:
                 self.stats["gaps"][account_id] += 1
                 logger.info("stream of account %s: gap (%s), catching up", account_id, event.reason)

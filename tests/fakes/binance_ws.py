@@ -108,8 +108,10 @@ class FakeBinanceUserStream:
     def disconnect_all(self) -> None:
         """Close every client's socket, as Binance does at the 24-hour mark or on a fault."""
         async def close() -> None:
+            # The close frame goes out at once; a client slow to answer it (the SDK's
+            # thread) must not hold the caller, so the handshake finishes in the background.
             for ws in list(self._clients):
-                await ws.close(1001, "going away")
+                asyncio.ensure_future(ws.close(1001, "going away"))
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
 

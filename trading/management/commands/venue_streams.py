@@ -43,7 +43,7 @@ class Command(BaseCommand):
         waited = False
         while not lock.acquire(blocking=True, blocking_timeout=max(ttl / 3, 1.0)):
             if not waited:
-                self.stdout.write(f"venue_streams: another copy holds the lock; {owner} waits")
+                self.stdout.write(f"venue_streams: another copy is running; {owner} waits for the lock")
                 waited = True
         self.stdout.write(f"venue_streams: {owner} holds the lock; starting")
         supervisor = VenueStreamSupervisor(refresh_seconds=refresh, account_ids=accounts)

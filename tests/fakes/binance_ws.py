@@ -74,9 +74,12 @@ class FakeBinanceUserStream:
 
         async def shutdown() -> None:
             self._server.close()
-            for ws in list(self._clients):
-                await ws.close()
-            await self._server.wait_closed()
+            for ws in list(self._clients):  # no closing handshake to wait for: the fake is going away
+                ws.transport.abort()
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 3)
+            except TimeoutError:
+                pass
 
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -134,8 +134,7 @@ def main() -> None:
             django.setup()
             ids = setup_user()
             stack._spawn("streams", [sys.executable, str(ROOT / "manage.py"), "venue_streams", "--refresh", "1"])
-            stack._wait_log("streams", f"stream of account {ids['account_id']} connected", timeout=60)
-            time.sleep(0.5)  # the connection's catch-up
+            stack._wait_log("streams", f"stream of account {ids['account_id']} caught up", timeout=60)
             print(f"stack up in {time.time() - started:.1f}s (daphne {stack.url}, venue_streams, fake Binance "
                   f"{rest.url} / {venue_ws.url}, {'SQLite' if not args.database_url else 'the given database'})")
             browser = Browser(stack.url.replace("http://", "ws://") + "/ws/updates/",
@@ -161,7 +160,7 @@ def setup_user() -> dict:
     from bench._common import make_user, relax_risk
     from exchanges.services import exchange_account_create
 
-    user = make_user("bench")
+    user = make_user(f"bench-{int(time.time())}")  # a given database may hold earlier runs
     account = exchange_account_create(owner=user, name="Binance", venue="binance_futures",
                                       credentials={"api_key": KEY, "api_secret": SECRET})
     relax_risk(user, allowed_symbols=["BTC/USDT"])

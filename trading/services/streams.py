@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,7 @@ from trading.services.reconcile import account_reconcile
 
 logger = logging.getLogger(__name__)
 D0 = Decimal("0")
+loop_time = time.monotonic
 
 # How far along its life an order is; a message never moves an order back.
 _RANK = {Order.Status.PENDING: 0, Order.Status.UNKNOWN: 0, Order.Status.LOST: 0, Order.Status.FAILED: 0,
@@ -269,8 +271,10 @@ class VenueStreamSupervisor:
             else:
                 self.stats["gaps"][account_id] += 1
                 logger.info("stream of account %s: gap (%s), catching up", account_id, event.reason)
+            started = loop_time()
             await worker.run(lambda: account_reconcile(account=account, snapshot_balance=False))
             self.stats["catchups"][account_id] += 1
+            logger.info("stream of account %s caught up in %.0f ms", account_id, (loop_time() - started) * 1000)
             if event.reason == "connected":
                 self.connected[account_id].set()
         elif isinstance(event, OrderUpdate):

@@ -129,7 +129,7 @@ class FakeHyperliquidWs:
                                 if user in self.rest.accounts else []
                         await ws.send(json.dumps({"channel": "userFills", "data": {
                             "isSnapshot": True, "user": user, "fills": fills}}))
-        except Exception:  # noqa: BLE001,S110 - a client going away is normal here
+        except Exception:  # a client going away is normal here
             pass
         finally:
             self._subs.pop(ws, None)
@@ -172,7 +172,7 @@ class FakeHyperliquidWs:
     async def _send(ws: Any, text: str) -> None:
         try:
             await ws.send(text)
-        except Exception:  # noqa: BLE001,S110 - the client went away meanwhile
+        except Exception:  # the client went away meanwhile
             pass
 
     def wait_for_clients(self, count: int = 1, timeout: float = 10.0) -> bool:

@@ -138,3 +138,21 @@ def test_resting_limit_filled_at_the_venue_reaches_the_order(user, venue):
                    what="position opened")
         assert [f.trade_id for f in Fill.objects.filter(order=order)] == [str(rest.trades[-1]["id"])]
         assert streams.stat("catchups", account.pk) == 1  # the connection's own: the stream did it
+
+
+def test_a_liquidation_by_the_venue_is_recorded_as_such(user, venue):
+    rest, _ = venue
+    account, stop = protected_long(user)
+    with RunningStreams([account.pk]) as streams:
+        streams.wait_connected(account.pk)
+        # Binance's liquidation engine closes the position with an order of its own,
+        # client id "autoclose-...", pushed like any other (ACCOUNT_UPDATE, then the trade).
+        with rest._lock:
+            rest._new_order({"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.010",
+                             "reduceOnly": "true", "newClientOrderId": "autoclose-1796190000000"})
+        wait_until(lambda: Position.objects.filter(account=account, status="liquidated").exists(),
+                   what="position liquidated")
+        assert not Position.objects.filter(account=account, status="open").exists()
+        assert streams.stat("unmatched", account.pk) >= 1  # the venue's order, not ours
+        stop.refresh_from_db()
+        assert stop.status == Order.Status.NEW  # still resting: reconciliation's to settle

@@ -24,12 +24,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connections, transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from exchanges.adapters.base import OrderResult
 from exchanges.adapters.base import Position as VenuePosition
@@ -49,6 +51,7 @@ from trading.services.reconcile import account_reconcile
 logger = logging.getLogger(__name__)
 D0 = Decimal("0")
 loop_time = time.monotonic
+LIQUIDATION_WINDOW = timedelta(seconds=30)
 
 # How far along its life an order is; a message never moves an order back.
 _RANK = {Order.Status.PENDING: 0, Order.Status.UNKNOWN: 0, Order.Status.LOST: 0, Order.Status.FAILED: 0,
@@ -126,6 +129,22 @@ def stream_positions_ingest(*, account: ExchangeAccount, positions: Sequence[Ven
                 row.save(update_fields=["status", "updated_at"])
                 position_event(row)
     return changes
+
+
+def stream_liquidation_record(*, account: ExchangeAccount, symbol: str) -> Position | None:
+    """The venue closed a position itself (Binance's ``autoclose-`` orders). Its position
+    update may have come first (Binance sends ACCOUNT_UPDATE before the order's): then the
+    row it just closed is the liquidated one. Returns it, or None if still to come."""
+    with transaction.atomic():
+        row = (Position.objects.select_for_update()
+               .filter(account=account, symbol=symbol, status=Position.Status.CLOSED,
+                       closed_at__gte=timezone.now() - LIQUIDATION_WINDOW).order_by("-closed_at").first())
+        if row is None:
+            return None
+        row.status = Position.Status.LIQUIDATED
+        row.save(update_fields=["status", "updated_at"])
+        position_event(row)
+        return row
 
 
 def stream_positions_refresh(*, account: ExchangeAccount, symbols: Iterable[str]) -> PositionChanges:
@@ -279,8 +298,10 @@ class VenueStreamSupervisor:
                 self.connected[account_id].set()
         elif isinstance(event, OrderUpdate):
             result = event.result
-            if event.liquidation:
-                liquidated.add(result.symbol)
+            if event.liquidation and result.fills:
+                row = await worker.run(lambda: stream_liquidation_record(account=account, symbol=result.symbol))
+                if row is None:
+                    liquidated.add(result.symbol)  # its position update is still to come
             order = await worker.run(lambda: stream_order_ingest(account=account, result=result))
             if order is None:
                 self.stats["unmatched"][account_id] += 1

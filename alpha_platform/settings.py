@@ -414,3 +414,13 @@ for _queue in ("decisions", "reconcile", "celery"):
         # A heartbeat nobody ran within the freshness window is worthless: drop it.
         "options": {"queue": _queue, "expire_seconds": int(HEALTH_WORKER_MAX_AGE_SECONDS)},
     }
+
+# Venue user-data streams (manage.py venue_streams; trading.services.streams).
+VENUE_STREAMS_REFRESH_SECONDS = env.float("VENUE_STREAMS_REFRESH_SECONDS", default=10.0)  # new/disabled accounts
+VENUE_STREAMS_PAPER_INTERVAL = env.float("VENUE_STREAMS_PAPER_INTERVAL", default=0.25)  # paper book reads
+VENUE_STREAMS_GAP_GRACE_SECONDS = env.float("VENUE_STREAMS_GAP_GRACE_SECONDS", default=2.0)  # unpaired fill -> gap
+VENUE_STREAMS_LOCK_TTL_SECONDS = env.float("VENUE_STREAMS_LOCK_TTL_SECONDS", default=30.0)  # one per deployment
+VENUE_STREAMS_BINANCE_WS_URL = env("BINANCE_FSTREAM_URL", default="wss://fstream.binance.com/ws")
+VENUE_STREAMS_BINANCE_WS_TESTNET_URL = env("BINANCE_FSTREAM_TESTNET_URL", default="wss://stream.binancefuture.com/ws")
+# Blank: the SDK's own rule, the REST URL's host with /ws.
+VENUE_STREAMS_HYPERLIQUID_WS_BASE_URL = env("HYPERLIQUID_WS_BASE_URL", default="")

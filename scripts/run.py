@@ -1,5 +1,6 @@
 """`make run`: migrate, seed the demo, then run Redis (embedded, unless REDIS_URL is set),
-the ASGI server, a Celery worker and Celery beat together under honcho. Ctrl-C stops all."""
+the ASGI server, a Celery worker, Celery beat and the venues' user-data streams
+(manage.py venue_streams) together under honcho. Ctrl-C stops all."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def main() -> None:
     subprocess.run(manage + ["seed_demo", "--url", f"http://{args.host}:{args.port}"],
                    check=True, env={**env, "REALTIME_ENABLED": "false"}, cwd=ROOT)
 
-    processes = (["redis"] if embedded else []) + ["web", "worker", "beat"]
+    processes = (["redis"] if embedded else []) + ["web", "worker", "beat", "streams"]
     print(f"Starting {', '.join(processes)} (Ctrl-C stops all)", flush=True)
     os.execve(str(BIN / "honcho"), ["honcho", "-f", str(ROOT / "Procfile"), "start", *processes], env)
 

@@ -170,6 +170,10 @@ class FakeBinanceFutures:
         self._next_algo_id = 1_000_001
         self._next_trade_id = 700_000_001
         self._lock = threading.RLock()
+        # User-data stream hook (tests/fakes/binance_ws.py): listeners get ("order", order,
+        # execution type, trade or None) and ("account", symbol), under the state lock.
+        self._listeners: list[Any] = []
+        self.listen_keys: set[str] = set()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -234,6 +238,14 @@ class FakeBinanceFutures:
         with self._lock:
             return [r for r in self.requests if r.method == method and r.path == path]
 
+    def subscribe(self, callback: Any) -> None:
+        with self._lock:
+            self._listeners.append(callback)
+
+    def _emit(self, *event: Any) -> None:
+        for callback in list(self._listeners):
+            callback(*event)
+
     def set_mark_price(self, symbol: str, price: Decimal | str) -> None:
         """Move the mark (and last) price; resting limits and conditional orders that the
         move crosses are executed."""
@@ -288,12 +300,14 @@ class FakeBinanceFutures:
             self.requests.append(RecordedRequest(method, path, clean, signed, fault, status))
 
     def _authenticate(self, headers: Any, raw_query: str, raw_body: str,
-                      params: dict[str, str]) -> None:
+                      params: dict[str, str], key_only: bool = False) -> None:
         key = headers.get("X-MBX-APIKEY")
         if not key:
             raise ApiError(401, -2014, "API-key format invalid.")
         if not hmac.compare_digest(key, self.api_key):
             raise ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        if key_only:  # USER_STREAM endpoints: the API key, no signature
+            return
         # Binance signs totalParams: the query string followed by the body, minus signature.
         total = "&".join(part for part in (raw_query, raw_body) if part)
         pieces = [p for p in total.split("&") if p and not p.startswith("signature=")]
@@ -343,12 +357,21 @@ class FakeBinanceFutures:
             ("GET", "/fapi/v1/openAlgoOrders"): self._open_algo_orders,
             ("POST", "/fapi/v1/leverage"): self._set_leverage,
             ("POST", "/fapi/v1/marginType"): self._set_margin_type,
+            ("POST", "/fapi/v1/listenKey"): self._listen_key,
+            ("PUT", "/fapi/v1/listenKey"): self._listen_key,
+            ("DELETE", "/fapi/v1/listenKey"): self._listen_key,
         }
         handler = routes.get((method, path))
         if handler is None:
             raise ApiError(404, -1000, f"Unknown endpoint {method} {path}")
         with self._lock:
             return handler(params)
+
+    def _listen_key(self, params: dict[str, str]) -> dict[str, Any]:
+        # One key per API key, as Binance has it: POST returns the active key, PUT extends it.
+        if not self.listen_keys:
+            self.listen_keys.add(hashlib.sha256(f"{self.api_key}{time.time()}".encode()).hexdigest()[:60])
+        return {"listenKey": next(iter(self.listen_keys))}
 
     # ------------------------------------------------------------------ helpers
     def _symbol(self, params: dict[str, str], required: bool = True) -> str | None:
@@ -693,12 +716,14 @@ class FakeBinanceFutures:
         if self.visibility_delay:
             self._visible_at[order_id] = time.time() + self.visibility_delay
         self._client_ids.add((symbol, client_id))
+        self._emit("order", dict(order), "NEW", None)
         mark = self.marks[symbol]
         if otype == "MARKET" or (side == "BUY" and price >= mark) or (side == "SELL" and price <= mark):
             available = self.liquidity.get(symbol)
             self._fill(order, mark, maker=False, limit=available)
             if order["status"] == "PARTIALLY_FILLED" and (otype == "MARKET" or order["timeInForce"] != "GTC"):
                 order["status"] = "EXPIRED"  # the book ran out: the rest of a taker order expires
+                self._emit("order", dict(order), "EXPIRED", None)
         return self._public_order(order, for_create=True)
 
     def _fill(self, order: dict[str, Any], price: Decimal, *, maker: bool, limit: Decimal | None = None) -> None:
@@ -715,6 +740,7 @@ class FakeBinanceFutures:
             if order["reduceOnly"] or done == 0:
                 order["status"] = "EXPIRED"
                 order["updateTime"] = _now_ms()
+                self._emit("order", dict(order), "EXPIRED", None)
             return
         signed = qty if side == "BUY" else -qty
         realized = D0
@@ -752,6 +778,8 @@ class FakeBinanceFutures:
             "realizedPnl": _fmt(realized, "0.00000000"), "side": side, "positionSide": "BOTH",
             "symbol": symbol, "time": _now_ms(),
         })
+        self._emit("account", symbol)
+        self._emit("order", dict(order), "TRADE", dict(self.trades[-1]))
 
     @staticmethod
     def _public_order(order: dict[str, Any], *, for_create: bool = False) -> dict[str, Any]:
@@ -789,6 +817,7 @@ class FakeBinanceFutures:
             raise ApiError(400, -2011, "Unknown order sent.")
         order["status"] = "CANCELED"
         order["updateTime"] = _now_ms()
+        self._emit("order", dict(order), "CANCELED", None)
         return self._public_order(order, for_create=True)
 
     def _open_orders(self, params: dict[str, str]) -> list[dict[str, Any]]:
@@ -906,6 +935,7 @@ class FakeBinanceFutures:
                 "selfTradePreventionMode": "EXPIRE_MAKER", "goodTillDate": 0, "time": now, "updateTime": now,
             }
             self.orders[order_id] = child
+            self._emit("order", dict(child), "NEW", None)
             self._fill(child, mark, maker=False)
             algo.update({"algoStatus": "FINISHED" if child["status"] == "FILLED" else "EXPIRED",
                          "actualOrderId": str(order_id), "actualPrice": child["avgPrice"],
@@ -977,7 +1007,8 @@ class _Handler(BaseHTTPRequestHandler):
         status, payload = 200, None
         try:
             if signed:
-                app._authenticate(self.headers, raw_query, raw_body, params)
+                app._authenticate(self.headers, raw_query, raw_body, params,
+                                  key_only=path == "/fapi/v1/listenKey")
             if kind == "accept_late":
                 # Taken in (its timestamp checked on arrival), queued past the client's
                 # timeout, then executed: nobody is left to read the answer.

@@ -167,6 +167,9 @@ class HyperliquidFakeServer:
         self._next_oid = 1000
         self._next_tid = 1
         self._lock = threading.RLock()
+        # Websocket hook (tests/fakes/hyperliquid_ws.py): listeners get ("order", order) on
+        # each status change and ("fill", user, fill), under the state lock.
+        self._listeners: list[Any] = []
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -668,6 +671,14 @@ class HyperliquidFakeServer:
         significant = len(digits.digits)
         return decimals <= 6 - sz_decimals and significant <= 5
 
+    def subscribe(self, callback: Any) -> None:
+        with self._lock:
+            self._listeners.append(callback)
+
+    def _emit(self, *event: Any) -> None:
+        for callback in list(self._listeners):
+            callback(*event)
+
     def _assign_oid(self, order: FakeOrder) -> None:
         if order.oid is None:
             order.oid = self._next_oid
@@ -675,14 +686,19 @@ class HyperliquidFakeServer:
             self.orders[order.oid] = order
             if self.visibility_delay:
                 order.visible_at = time.time() + self.visibility_delay
+            if order.status == "open":
+                self._emit("order", order)
 
     def _activate(self, child: FakeOrder) -> None:
         self._assign_oid(child)
         child.status = "open"
         child.status_ts = now_ms()
+        self._emit("order", child)
 
     def _set_status(self, order: FakeOrder, status: str) -> None:
         order.status, order.status_ts = status, now_ms()
+        if order.oid is not None:
+            self._emit("order", order)
 
     def _refuse(self, order: FakeOrder, message: str, status: str) -> dict[str, Any]:
         self._set_status(order, status)
@@ -765,6 +781,7 @@ class HyperliquidFakeServer:
             "closedPnl": fmt(closed_pnl), "hash": "0x" + hashlib.sha256(str(tid).encode()).hexdigest(),
             "oid": order.oid, "crossed": crossed, "fee": fmt(fee), "tid": tid, "feeToken": "USDC",
         })
+        self._emit("fill", account.address, dict(account.fills[-1]))
         order.sz -= size
         if order.sz == 0 or order.is_trigger:
             self._set_status(order, "filled")

@@ -87,6 +87,12 @@ class OrderRequest:
     stop_loss: Decimal | None = None  # attached protective orders (opening orders only)
     take_profit: Decimal | None = None
 
+    def __post_init__(self) -> None:
+        # A plain str on the wire: the platform's ids are a str subclass (PlatformOrderId),
+        # and venue libraries may check ``type(x) is str`` (ccxt's safe_string does, and
+        # then sends an id of its own instead of ours, silently).
+        object.__setattr__(self, "client_order_id", str.__str__(self.client_order_id))
+
     @property
     def is_opening(self) -> bool:
         return (self.side == OrderSide.BUY) == (self.position_side == PositionSide.LONG)

@@ -123,3 +123,26 @@ def test_test_connection_with_an_unapproved_agent_wallet(user, venues):
     assert result.status == ExchangeAccount.Status.ERROR
     assert result.last_error.startswith("AuthenticationError")
     assert stranger.key.hex().removeprefix("0x") not in result.last_error
+
+
+@pytest.mark.parametrize("venue", ["binance_futures", "hyperliquid"])
+def test_the_platforms_own_client_order_ids_reach_the_venue(user, market, venues, venue):
+    """A PlatformOrderId is a str subclass; ccxt's safe_string takes only exact str and
+    silently sent its own random id instead, so look-ups by our id could never find it."""
+    from trading.services.orders import client_order_id_for, order_submit
+
+    account, _ = account_on(venue, user, venues)
+    binance, hl = venues
+    cid = client_order_id_for(decision_id=7, index=0)
+    result = order_submit(account=account, symbol="BTC/USDT", side="BUY", position_side="LONG",
+                          quantity=D("0.002"), source="agent", client_order_id=cid)
+    assert result.order.status == "FILLED", result.order.error
+    trader = trader_for_account(account)
+    try:
+        found = trader.get_order("BTC/USDT", client_order_id=str(cid))  # by our id alone
+    finally:
+        trader.close()
+    assert found.status == OrderStatus.FILLED and found.executed_quantity == D("0.002")
+    if venue == "binance_futures":
+        sent = [r.params.get("newClientOrderId") for r in binance.requests_to("POST", "/fapi/v1/order")]
+        assert sent == [str(cid)]

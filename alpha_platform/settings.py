@@ -299,6 +299,12 @@ LOGGING = {
     },
 }
 
+# Reconciliation's rule for an order the venue does not know (after a lost answer, or one a
+# venue lists late): LOST only after this many failed look-ups (one per pass) AND this long
+# since it was sent. One "not found" is never proof.
+RECONCILE_LOST_AFTER_LOOKUPS = env.int("RECONCILE_LOST_AFTER_LOOKUPS", default=3)
+RECONCILE_LOST_AFTER_SECONDS = env.float("RECONCILE_LOST_AFTER_SECONDS", default=60.0)
+
 # Platform-wide periodic work (per-agent schedules are PeriodicTask rows made by the
 # agent services). The DatabaseScheduler copies these into the database.
 CELERY_BEAT_SCHEDULE = {

@@ -4,6 +4,7 @@ from datetime import timedelta
 from decimal import Decimal as D
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from exchanges.adapters.base import OrderRequest, OrderSide, OrderType, PositionSide
@@ -12,7 +13,6 @@ from risk.models import RiskEvent
 from tests.factories import make_account
 from trading.models import BalanceSnapshot, Order, Position
 from trading.services import account_reconcile, order_submit
-from trading.services.reconcile import LOST_AFTER_LOOKUPS
 
 pytestmark = pytest.mark.django_db
 
@@ -75,7 +75,7 @@ def test_order_unknown_to_the_venue_is_lost_only_after_several_lookups(user, mar
     ghost = Order.objects.create(owner=user, account=account, source="api", client_order_id="at-ghost-1",
                                  symbol="BTC/USDT", side="BUY", position_side="LONG", quantity=D("0.01"),
                                  status=Order.Status.PENDING, submitted_at=timezone.now() - timedelta(minutes=5))
-    for attempt in range(1, LOST_AFTER_LOOKUPS):
+    for attempt in range(1, settings.RECONCILE_LOST_AFTER_LOOKUPS):
         account_reconcile(account=account)
         ghost.refresh_from_db()
         assert ghost.status == Order.Status.PENDING and ghost.lookup_failures == attempt
@@ -90,7 +90,7 @@ def test_a_young_unknown_order_is_not_lost_yet(user, market):
     fresh = Order.objects.create(owner=user, account=account, source="api", client_order_id="at-young-1",
                                  symbol="BTC/USDT", side="BUY", position_side="LONG", quantity=D("0.01"),
                                  status=Order.Status.UNKNOWN, submitted_at=timezone.now())
-    for _ in range(LOST_AFTER_LOOKUPS + 1):
+    for _ in range(settings.RECONCILE_LOST_AFTER_LOOKUPS + 1):
         account_reconcile(account=account)
     fresh.refresh_from_db()
     assert fresh.status == Order.Status.UNKNOWN  # the venue may still be indexing it

@@ -50,16 +50,11 @@ from trading.services.positions import STATUS_MAP, balance_snapshot_record, orde
 logger = logging.getLogger(__name__)
 D0 = Decimal(0)
 
-# Defaults of the lost-order rule; settings RECONCILE_LOST_AFTER_LOOKUPS and
-# RECONCILE_LOST_AFTER_SECONDS override them.
-LOST_AFTER_LOOKUPS = 3
-LOST_AFTER_SECONDS = 60.0
-
 
 def lost_rule() -> tuple[int, timedelta]:
     """(failed look-ups, time since sending) after which an order the venue does not know is LOST."""
-    lookups = int(getattr(settings, "RECONCILE_LOST_AFTER_LOOKUPS", LOST_AFTER_LOOKUPS))
-    seconds = float(getattr(settings, "RECONCILE_LOST_AFTER_SECONDS", LOST_AFTER_SECONDS))
+    lookups = int(settings.RECONCILE_LOST_AFTER_LOOKUPS)
+    seconds = float(settings.RECONCILE_LOST_AFTER_SECONDS)
     return max(1, lookups), timedelta(seconds=max(0.0, seconds))
 
 

@@ -32,6 +32,12 @@ class ExchangeUnavailable(TemporaryExchangeError):
     """5xx, maintenance, or a malformed response."""
 
 
+class NotProcessed(ExchangeUnavailable):
+    """The venue answered that it did not process the request at all (the paper venue's
+    simulated outage; a venue's explicit "not processed" maintenance answer): nothing was
+    placed. Unlike a bare 5xx, which may come after the venue executed the order."""
+
+
 class NetworkError(TemporaryExchangeError):
     """Timeout, connection refused or reset."""
 

@@ -18,6 +18,7 @@ from exchanges.adapters.errors import (
     GuardUnavailable,
     OperationalError,
     OrderNotFound,
+    NotProcessed,
     OrderStatusUnknown,
     RateLimited,
     TemporaryExchangeError,
@@ -356,8 +357,9 @@ class Guard:
             # The duplicate says it was placed: settle it like a lost answer.
             logger.warning("%s: order reported as a duplicate but not found; looking it up", self.venue)
             return self._settle(lookup, TemporaryExchangeError(exc.message, venue=self.venue, code=exc.code))
-        except RateLimited as exc:
-            # The venue answered 429: refused before it was taken, nothing was placed.
+        except (RateLimited, NotProcessed) as exc:
+            # The venue answered 429, or that it did not process the request: refused before
+            # it was taken, nothing was placed.
             self._count(exc)
             raise
         except TemporaryExchangeError as exc:

@@ -19,8 +19,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from exchanges.adapters.errors import (
+    ExchangeUnavailable,
     GuardUnavailable,
     NetworkError,
+    NotProcessed,
     OrderNotFound,
     OrderStatusUnknown,
 )
@@ -166,3 +168,15 @@ def test_a_duplicate_whose_own_look_up_missed_it_is_settled_not_raised():
     lookup = Script(OrderNotFound("still indexing"), "order-1 (found)")
     assert g.submit(send, lookup) == "order-1 (found)"
     assert (send.calls, lookup.calls) == (1, 2)
+
+
+def test_a_venue_that_says_it_did_not_process_the_order_is_not_looked_up():
+    """NotProcessed (the paper venue's outage) is an answer, not a lost one: no look-ups,
+    raised as it is, so order_submit records "not sent"; a bare 5xx is looked up instead."""
+    lookup = Script(OrderNotFound("unknown order"))
+    with pytest.raises(NotProcessed):
+        guard(MemoryStore()).submit(Script(NotProcessed("down for maintenance")), lookup)
+    assert lookup.calls == 0
+    with pytest.raises(OrderStatusUnknown):
+        guard(MemoryStore()).submit(Script(ExchangeUnavailable("503")), lookup)
+    assert lookup.calls == 3

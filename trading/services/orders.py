@@ -48,6 +48,7 @@ from exchanges.adapters.errors import (
     InvalidOrderError,
     OperationalError,
     OrderNotFound,
+    NotProcessed,
     RateLimited,
 )
 from exchanges.models import ExchangeAccount
@@ -290,7 +291,7 @@ def _submit(*, account, user, trader, cid, symbol, side, position_side, order_ty
                            leverage=leverage, stop_loss=stop_loss, take_profit=take_profit)
     try:
         result = trader.place_order(request)
-    except (GuardUnavailable, CircuitOpenError, RateLimited) as exc:
+    except (GuardUnavailable, CircuitOpenError, RateLimited, NotProcessed) as exc:
         # Refused by our own guard, or by the venue's limiter before it took the order.
         _mark(order, Order.Status.FAILED, f"Not sent: {type(exc).__name__}: {exc.message}")
         return SubmitResult(order=order, verdict=verdict, risk_event=event)

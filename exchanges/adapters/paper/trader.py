@@ -8,7 +8,7 @@ last call, then does its work. With no store in the runtime a process-local
 Runtime hooks (``runtime.extra``): ``now`` (a callable returning an aware datetime: tests
 move time with it), ``market`` (any PriceSource, replacing the configured one) and
 ``starting_balance`` (overrides the config for a new book), ``outage`` (a callable or
-a bool: while true every call fails as ExchangeUnavailable).
+a bool: while true every call fails as NotProcessed, an ExchangeUnavailable).
 
 Faults and the circuit breaker: every venue call runs through ``resilience.Guard``, like
 the real adapters, so failures count towards the account's circuit breaker (config
@@ -51,7 +51,7 @@ from exchanges.adapters.base import (
     utcnow,
 )
 from exchanges.adapters.errors import (
-    ExchangeUnavailable,
+    NotProcessed,
     InvalidOrderError,
     OperationalError,
     OrderNotFound,
@@ -141,8 +141,10 @@ class PaperTrader(BaseTrader):
         reason = (hook() if callable(hook) else hook) or os.environ.get("PAPER_OUTAGE") \
             or self._guard.runtime.store.get(OUTAGE_KEY)
         if reason:
-            raise ExchangeUnavailable(f"paper: simulated outage ({reason if isinstance(reason, str) else 'on'})",
-                                      venue=self.spec.venue)
+            # Refused before the book is touched: certainly not placed (NotProcessed), unlike a
+            # real venue's bare 5xx after which the order may exist.
+            raise NotProcessed(f"paper: simulated outage ({reason if isinstance(reason, str) else 'on'})",
+                               venue=self.spec.venue)
 
     def _read(self, fn: Callable[[], Any], *, kind: str = "requests") -> Any:
         """A venue call through the Guard: the outage switch, then the call."""

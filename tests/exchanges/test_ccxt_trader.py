@@ -194,6 +194,14 @@ def test_attached_stop_loss_and_take_profit_then_stop_triggers(fake, trader):
     assert fake.position("BTCUSDT").amount == 0
     triggered = trader.get_order("BTC/USDT", client_order_id=f"{cid}-sl")
     assert triggered.status == OrderStatus.FILLED and triggered.executed_quantity == D("0.002")
+    # Its execution is the regular order the algo order became: that order's trade, with its
+    # id, price, fee and realized PnL, is the stop's fill (not an aggregate without a price).
+    [algo] = [o for o in fake.algo_orders.values() if o["clientAlgoId"] == f"{cid}-sl"]
+    [trade] = [t for t in fake.trades if str(t["orderId"]) == algo["actualOrderId"]]
+    [fill] = triggered.fills
+    assert (fill.trade_id, fill.quantity, fill.price) == (str(trade["id"]), D("0.002"), D(trade["price"]))
+    assert fill.realized_pnl == D(trade["realizedPnl"]) < 0  # a short stopped out above its entry
+    assert triggered.executed_price == D(trade["price"])
     assert trader.get_order("BTC/USDT", order_id=tp.order_id).status == OrderStatus.NEW
 
 

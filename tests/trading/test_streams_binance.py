@@ -55,7 +55,11 @@ def stop_filled(stop):
 def assert_closed_once(account, stop, rest):
     stop.refresh_from_db()
     [fill] = Fill.objects.filter(order=stop)  # one trade at the venue, one Fill row
-    [trade] = [t for t in rest.trades if t["orderId"] == int(stop.exchange_order_id)]
+    # The stop's execution is the order the venue's algo order became: the stream names that
+    # order; a REST catch-up keeps the algo order's id and its actualOrderId.
+    executed_as = {int(stop.exchange_order_id)} | (
+        {int(stop.raw_data["actualOrderId"])} if stop.raw_data.get("actualOrderId") else set())
+    [trade] = [t for t in rest.trades if t["orderId"] in executed_as]
     # The stream records the venue's trade id; a REST catch-up whose order look-up lists
     # no trades records the platform's aggregate of the execution instead.
     assert fill.trade_id in (str(trade["id"]), f"{stop.exchange_order_id}-agg")

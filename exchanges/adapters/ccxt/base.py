@@ -350,12 +350,18 @@ class CcxtTrader(MarketsMixin, UnifiedReads, BaseTrader):
                     raw_data={"error": exc.message, "error_type": type(exc).__name__}))
         return tuple(placed)
 
+    def _execution_order_id(self, result: OrderResult) -> str:
+        """The venue order whose trades are ``result``'s execution: itself for MARKET and
+        LIMIT orders; for a triggered conditional order, the order it became, which only
+        venues that report it (their class) can name."""
+        return result.order_id if result.order_type in (OrderType.MARKET, OrderType.LIMIT) else ""
+
     def _with_fills(self, unified: str, result: OrderResult) -> OrderResult:
-        if not self.capabilities.get("fetch_fills") or result.executed_quantity <= 0 or not result.order_id \
-                or result.order_type not in (OrderType.MARKET, OrderType.LIMIT):
+        execution_id = self._execution_order_id(result)
+        if not self.capabilities.get("fetch_fills") or result.executed_quantity <= 0 or not execution_id:
             return result
         try:
-            trades = self._read("fetch_my_trades", lambda ex: self._order_trades(ex, unified, result.order_id))
+            trades = self._read("fetch_my_trades", lambda ex: self._order_trades(ex, unified, execution_id))
         except ExchangeError as exc:  # the order stands; its fees are settled by reconciliation
             logger.warning("%s: fills of %s not read: %s", self.spec.venue, result.order_id, exc.message)
             return result
@@ -367,8 +373,12 @@ class CcxtTrader(MarketsMixin, UnifiedReads, BaseTrader):
         if not fills:
             return result
         currency = (trades[0].get("fee") or {}).get("currency")
+        executed_price = result.executed_price
+        filled = sum((f.quantity for f in fills), D0)
+        if executed_price is None and filled > 0:  # e.g. a triggered conditional: the trades' average
+            executed_price = sum((f.quantity * f.price for f in fills), D0) / filled
         return replace(result, fills=fills, fees=sum((f.fee for f in fills), D0),
-                       fee_currency=str(currency or self.QUOTE))
+                       fee_currency=str(currency or self.QUOTE), executed_price=executed_price)
 
     def _conditional_order(self, order_id: str | None, client_order_id: str | None) -> list[bool]:
         """Where to look for an order: regular, conditional, or both (known ones first)."""
@@ -388,10 +398,14 @@ class CcxtTrader(MarketsMixin, UnifiedReads, BaseTrader):
         error: OrderNotFound | None = None
         for conditional in self._conditional_order(order_id, cid):
             try:
-                return self._read("fetch_order", lambda ex, c=conditional: self._order_result(
+                result = self._read("fetch_order", lambda ex, c=conditional: self._order_result(
                     self._fetch_order_raw(ex, unified, None if cid else order_id, cid, c)))
             except OrderNotFound as exc:
                 error = exc
+                continue
+            # Its trades too: reconciliation records the venue's fills (ids, prices, fees,
+            # realized PnL), not one aggregate without them.
+            return self._with_fills(unified, result)
         assert error is not None
         raise error
 

@@ -10,11 +10,12 @@ by ``CcxtTrader``.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from exchanges.adapters.base import D0, PositionSide
+from exchanges.adapters.base import D0, OrderResult, OrderType, PositionSide
 from exchanges.adapters.ccxt.base import CcxtTrader
 from exchanges.adapters.ccxt.wire import dec, first
 from exchanges.adapters.errors import BadPrecision, ExchangeError
@@ -75,6 +76,23 @@ class BinanceUsdmTrader(CcxtTrader):
 
     def _trade_realized_pnl(self, trade: Mapping[str, Any]) -> Decimal:
         return dec(first(trade.get("info"), "realizedPnl")) or D0
+
+    def _execution_order_id(self, result: OrderResult) -> str:
+        if result.order_type in (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET):
+            # A triggered algo order names the regular order it became, where its trades are;
+            # that regular order itself (found by the same client id) carries no algoId.
+            raw = result.raw_data
+            return str(raw.get("actualOrderId") or ("" if "algoId" in raw else result.order_id))
+        return super()._execution_order_id(result)
+
+    def _order_result(self, order: Mapping[str, Any], *, position_side: PositionSide | None = None) -> OrderResult:
+        result = super()._order_result(order, position_side=position_side)
+        if result.executed_price is None and result.executed_quantity > 0:
+            # ccxt leaves a finished algo order's "average" empty; Binance reports actualPrice.
+            price = dec(first(order.get("info"), "actualPrice"))
+            if price:
+                result = replace(result, executed_price=price)
+        return result
 
     def _order_trades(self, exchange: Any, unified: str, order_id: str) -> list[dict[str, Any]]:
         # ccxt's fetchOrderTrades is spot-only on binance; userTrades filters by orderId.

@@ -17,6 +17,10 @@ Body: ``{"status": "ok"|"fail", "failed": [...], "unknown": [...], "checks": {..
   beat itself is down no heartbeats are sent, so the workers are asked directly
   (``control.ping``) instead of being blamed for beat's silence.
 
+- streams (opt-in: not in the default set, since reconciliation keeps fills arriving without
+  it): whether some ``venue_streams`` process holds the deployment's lock, and its TTL.
+  ``python -m alpha_platform.health --checks streams`` is the streams container's check.
+
 When Redis is down, beat and worker cannot be judged: they are reported as ``unknown``
 (ok: null), not as failed, so the 503 names the dependency that is actually down.
 Every probe runs under HEALTH_CHECK_TIMEOUT_SECONDS (about 1 s); errors are reduced to
@@ -38,6 +42,7 @@ from typing import Any
 from django.http import JsonResponse
 
 CHECKS = ("database", "redis", "beat", "worker")
+OPTIONAL_CHECKS = ("streams",)  # asked for by name only
 DATABASE_ALIAS = "default"
 _executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="healthz")
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.\-]*://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
@@ -104,6 +109,22 @@ def check_redis(url: str | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"ok": ok, "latency_ms": ms}
     if not ok:
         result["error"] = value
+    return result
+
+
+def check_streams(url: str | None = None) -> dict[str, Any]:
+    """Whether a venue_streams process holds the deployment's lock (it renews it every third
+    of VENUE_STREAMS_LOCK_TTL_SECONDS; a dead holder's lock expires)."""
+    from alpha_platform.tasks import redis_client
+    from trading.management.commands.venue_streams import LOCK_KEY
+
+    ok, ms, value = _bounded(lambda: redis_client(url).pttl(LOCK_KEY))
+    if not ok:
+        return {"ok": None, "latency_ms": ms, "error": value}
+    held = isinstance(value, int) and value > 0
+    result: dict[str, Any] = {"ok": held, "lock_ttl_ms": value if held else None}
+    if not held:
+        result["error"] = "no venue_streams process holds the lock (fills arrive by reconciliation only)"
     return result
 
 
@@ -199,12 +220,12 @@ def check_worker(heartbeats: dict[str, Any], now: float, *, beat_ok: bool) -> di
 
 
 def run_checks(names: list[str] | tuple[str, ...] | None = None) -> dict[str, Any]:
-    names = [n for n in (names or CHECKS) if n in CHECKS]
+    names = [n for n in (names or CHECKS) if n in CHECKS + OPTIONAL_CHECKS]
     checks: dict[str, Any] = {}
     if "database" in names:
         checks["database"] = check_database()
     redis_ok = True
-    if {"redis", "beat", "worker"} & set(names):
+    if {"redis", "beat", "worker", "streams"} & set(names):
         redis = check_redis()
         redis_ok = redis["ok"]
         if "redis" in names:
@@ -228,6 +249,8 @@ def run_checks(names: list[str] | tuple[str, ...] | None = None) -> dict[str, An
                 checks["beat"] = beat
             if "worker" in names:
                 checks["worker"] = check_worker(heartbeats, now, beat_ok=bool(beat["ok"]))
+    if "streams" in names:
+        checks["streams"] = check_streams() if redis_ok else {"ok": None, "error": "unknown: Redis is unreachable"}
     failed = [n for n, c in checks.items() if c["ok"] is False]
     unknown = [n for n, c in checks.items() if c["ok"] is None]
     return {"status": "ok" if not failed and not unknown else "fail", "failed": failed, "unknown": unknown,
@@ -237,8 +260,9 @@ def run_checks(names: list[str] | tuple[str, ...] | None = None) -> dict[str, An
 def healthz(request):
     wanted = request.GET.get("checks")
     names = [n.strip() for n in wanted.split(",") if n.strip()] if wanted else None
-    if names and not set(names) <= set(CHECKS):
-        return JsonResponse({"status": "fail", "error": f"unknown check; choose from {', '.join(CHECKS)}"},
+    if names and not set(names) <= set(CHECKS + OPTIONAL_CHECKS):
+        return JsonResponse({"status": "fail", "error": "unknown check; choose from "
+                             f"{', '.join(CHECKS + OPTIONAL_CHECKS)}"},
                             status=400)
     report = run_checks(names)
     response = JsonResponse(report, status=200 if report["status"] == "ok" else 503)
@@ -280,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--checks", default=",".join(CHECKS), help="comma-separated: " + ",".join(CHECKS))
+    parser.add_argument("--checks", default=",".join(CHECKS),
+                        help="comma-separated: " + ",".join(CHECKS + OPTIONAL_CHECKS))
     parser.add_argument("--url", help="ask a running web process instead (e.g. http://127.0.0.1:8000/healthz)")
     parser.add_argument("--timeout", type=float, default=5.0)
     args = parser.parse_args(argv)

@@ -17,7 +17,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCS = ROOT / "docs" / "deployment.md"
 UNITS = ROOT / "deploy" / "systemd"
-APP_SERVICES = {"migrate", "web", "worker-decisions", "worker-ops", "beat"}
+APP_SERVICES = {"migrate", "web", "worker-decisions", "worker-ops", "beat", "streams"}
 INFRA_SERVICES = {"postgres", "redis", "proxy"}
 
 
@@ -109,6 +109,7 @@ def test_healthchecks(compose):
     web = " ".join(services["web"]["healthcheck"]["test"])
     assert "alpha_platform.health" in web and "http://127.0.0.1:8000/healthz" in web
     assert "--checks beat" in " ".join(services["beat"]["healthcheck"]["test"])
+    assert "--checks streams" in " ".join(services["streams"]["healthcheck"]["test"])
     for name in ("worker-decisions", "worker-ops"):
         test = " ".join(services[name]["healthcheck"]["test"])
         hostname = re.search(r"--hostname (\w+)@%h", _command(services[name])).group(1)
@@ -193,7 +194,7 @@ def test_docs_and_systemd_units_describe_the_same_processes(compose):
             unit_text = (UNITS / unit).read_text()
             compose_cmd = _command(compose["services"][service])
             # The same program and arguments as the compose service.
-            for marker in ("daphne", "worker", "beat", "migrate", "-Q decisions", "-Q reconcile,celery",
+            for marker in ("daphne", "worker", "beat", "migrate", "venue_streams", "-Q decisions", "-Q reconcile,celery",
                            "--pool threads", "alpha_platform.asgi:application"):
                 if marker in compose_cmd:
                     assert marker in unit_text, (unit, marker)

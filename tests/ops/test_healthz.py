@@ -160,6 +160,24 @@ def test_selected_checks_and_unknown_names(http):
     assert status == 400
 
 
+def test_streams_is_asked_for_by_name_and_follows_the_deployment_lock(http, settings):
+    from trading.management.commands.venue_streams import LOCK_KEY
+
+    _write_heartbeats(beat_age=3, worker_age=4)
+    assert "streams" not in _get(http)[1]["checks"]  # not in the default set
+    status, body = _get(http, "/healthz?checks=streams")
+    assert status == 503 and body["failed"] == ["streams"] and "reconciliation" in body["checks"]["streams"]["error"]
+    # Held the way venue_streams holds it (a Redis lock with a TTL it renews).
+    lock = redis_client().lock(LOCK_KEY, timeout=settings.VENUE_STREAMS_LOCK_TTL_SECONDS, thread_local=False)
+    assert lock.acquire(blocking=False)
+    try:
+        status, body = _get(http, "/healthz?checks=streams")
+        assert status == 200 and 0 < body["checks"]["streams"]["lock_ttl_ms"] <= settings.VENUE_STREAMS_LOCK_TTL_SECONDS * 1000
+    finally:
+        lock.release()
+    assert _get(http, "/healthz?checks=streams")[0] == 503  # the holder went away
+
+
 def test_errors_never_carry_a_password():
     exc = ConnectionError("Error connecting to redis://:s3cr3t-pw@redis.internal:6379/0 password=hunter2")
     text = health._safe_error(exc)

@@ -108,7 +108,7 @@
     const socket = new window.AlphaLive.LiveSocket("/ws/updates/?stream=staff");
     types.forEach((type) => socket.on(type, schedule));
     // After a reconnect, events may have been missed while offline: catch up once.
-    let wasOffline = false;
+    let wasOffline = true; // the first subscription too: changes since the page was drawn
     socket.onStatus((state) => {
       if (state === "offline") wasOffline = true;
       if (state === "live" && wasOffline) { wasOffline = false; schedule(); }

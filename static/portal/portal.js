@@ -393,7 +393,14 @@
   let refreshTimer = null;
   let refreshIds = new Set(); // empty: every region
 
+  // Events that arrive while a refresh is in flight are replayed on the regions it swapped
+  // in: the page it fetched may predate them (a decision's "executed" pushed while the
+  // server drew it as "running" would otherwise be overwritten by the older state).
+  const refreshesInFlight = new Set(); // one buffer of [handler, event] per refresh
+
   async function refreshRegions(only) {
+    const replay = [];
+    refreshesInFlight.add(replay);
     try {
       const response = await fetch(window.location.href, { credentials: "same-origin", headers: { "X-Requested-With": "live-refresh" } });
       if (!response.ok || response.redirected) return;
@@ -409,8 +416,11 @@
       const freshRefs = doc.getElementById("portal-refs");
       if (freshRefs) Object.assign(refs, JSON.parse(freshRefs.textContent));
       document.dispatchEvent(new CustomEvent("alpha:refreshed", { detail: doc }));
+      replay.forEach(([fn, event]) => fn(event));
     } catch (err) {
       console.warn("refresh failed", err);
+    } finally {
+      refreshesInFlight.delete(replay);
     }
   }
 
@@ -484,8 +494,15 @@
   syncCredentialFields();
 
   const socket = new window.AlphaLive.LiveSocket(document.body.dataset.wsUrl || "/ws/updates/?stream=user");
-  Object.entries(handlers).forEach(([type, fn]) => socket.on(type, fn));
-  let wasOffline = false;
+  Object.entries(handlers).forEach(([type, fn]) => socket.on(type, (event) => {
+    refreshesInFlight.forEach((replay) => replay.push([fn, event]));
+    fn(event);
+  }));
+  // Redraw the live regions once the socket is subscribed for the first time (what changed
+  // between the server drawing this page and the subscription was pushed to nobody: a kill
+  // switch's flattening that finishes while the dashboard loads, say), and after every
+  // reconnect (events may have been missed while offline).
+  let wasOffline = true;
   socket.onStatus((state) => {
     document.body.dataset.live = state;
     if (state === "offline") wasOffline = true;

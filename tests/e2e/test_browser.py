@@ -119,6 +119,12 @@ def _scenario(browser, stack: Stack) -> None:
                            % decisions_before)
     decision_row = page.locator("#decisions-table tbody tr[data-id]").first
     decision_id = decision_row.get_attribute("data-id")
+    # The row may appear while the decision runs (its "running" push, or a region redrawn
+    # mid-way): it must then turn to its outcome, live.
+    finished = ["executed", "held", "rejected", "error", "skipped"]
+    page.wait_for_function(
+        "([id, done]) => { const b = document.querySelector(`#decisions-table tr[data-id='${id}'] .badge`);"
+        " return b && done.includes(b.textContent.trim().toLowerCase()); }", arg=[decision_id, finished])
     status = decision_row.locator(".badge").inner_text().strip().lower()
     assert status in {"executed", "held", "rejected"}, f"decision {decision_id} ended {status}"
     page.wait_for_selector(f"#agents-table [data-cell=last_decision] a[href='/decisions/{decision_id}/']")

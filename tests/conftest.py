@@ -63,3 +63,22 @@ def llm(settings):
         settings.LLM_MAX_RETRIES = 0
         settings.LLM_TIMEOUT_SECONDS = 5
         yield server
+
+
+@pytest.fixture
+def binance(monkeypatch):
+    """The fake Binance USD-M server (tests/fakes/binance_server.py) that ccxt really talks
+    to, with the configured venue URLs pointed at it; accounts use its ``api_key`` and
+    ``api_secret``."""
+    from alpha_platform.common.config import clear_config_cache
+    from exchanges.adapters.ccxt import CcxtTrader
+    from tests.fakes.binance_server import FakeBinanceFutures
+
+    with FakeBinanceFutures(api_key="A1" * 32, api_secret="S2" * 32) as fake:
+        for name in ("BINANCE_FAPI_URL", "BINANCE_FAPI_TESTNET_URL"):
+            monkeypatch.setenv(name, fake.url)
+        clear_config_cache()
+        CcxtTrader.clear_market_cache()
+        yield fake
+    clear_config_cache()
+    CcxtTrader.clear_market_cache()

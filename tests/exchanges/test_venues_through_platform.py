@@ -10,7 +10,7 @@ from eth_account import Account
 
 from alpha_platform.common.config import clear_config_cache
 from exchanges.adapters.base import OrderRequest, OrderSide, OrderStatus, OrderType, PositionSide
-from exchanges.adapters.ccxt_trader import CcxtTrader
+from exchanges.adapters.ccxt import CcxtTrader
 from exchanges.models import ExchangeAccount
 from exchanges.services import exchange_account_set_credentials, exchange_account_test_connection, trader_for_account
 from tests.factories import make_account

@@ -16,82 +16,22 @@ client), and an unknown listenKey is refused.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import threading
 import time
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import serve
-
 from tests.fakes.binance_server import FakeBinanceFutures, _fmt
+from tests.fakes.ws_server import LoopbackWebsocketServer
 
 
-class FakeBinanceUserStream:
+class FakeBinanceUserStream(LoopbackWebsocketServer):
+    thread_name = "fake-binance-ws"
+
     def __init__(self, rest: FakeBinanceFutures) -> None:
+        super().__init__()
         self.rest = rest
-        self.delivered: list[dict[str, Any]] = []
-        self.dropped: list[dict[str, Any]] = []
-        self.connections = 0
-        self._drop: list[str | None] = []
-        self._duplicate = 0
-        self._clients: set[Any] = set()
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._server: Any = None
-        self._port = 0
         rest.subscribe(self._on_event)
-
-    # ------------------------------------------------------------------ lifecycle
-    def start(self) -> FakeBinanceUserStream:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            self._loop = loop
-
-            async def boot() -> None:
-                self._server = await serve(self._handler, "127.0.0.1", 0, ping_interval=None)
-                self._port = self._server.sockets[0].getsockname()[1]
-
-            loop.run_until_complete(boot())
-            ready.set()
-            loop.run_forever()
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="fake-binance-ws", daemon=True)
-        self._thread.start()
-        ready.wait(5)
-        return self
-
-    def stop(self) -> None:
-        if self._loop is None:
-            return
-
-        async def shutdown() -> None:
-            self._server.close()
-            for ws in list(self._clients):  # no closing handshake to wait for: the fake is going away
-                ws.transport.abort()
-            try:
-                await asyncio.wait_for(self._server.wait_closed(), 3)
-            except TimeoutError:
-                pass
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(5)
-        self._loop = None
-
-    def __enter__(self) -> FakeBinanceUserStream:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
@@ -101,33 +41,11 @@ class FakeBinanceUserStream:
     def drop_next(self, count: int = 1, event: str | None = None) -> None:
         """Lose the next ``count`` messages (of type ``event``: "ACCOUNT_UPDATE",
         "ORDER_TRADE_UPDATE" or one execution type of it, "ORDER_TRADE_UPDATE:TRADE")."""
-        with self._lock:
-            self._drop.extend([event] * count)
-
-    def duplicate_next(self, count: int = 1) -> None:
-        with self._lock:
-            self._duplicate += count
+        super().drop_next(count, event)
 
     def disconnect_all(self) -> None:
         """Close every client's socket, as Binance does at the 24-hour mark or on a fault."""
-        async def close() -> None:
-            # The close frame goes out at once; a client slow to answer it (the SDK's
-            # thread) must not hold the caller, so the handshake finishes in the background.
-            for ws in list(self._clients):
-                asyncio.ensure_future(ws.close(1001, "going away"))
-
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
-
-    def client_count(self) -> int:
-        return len(self._clients)
-
-    def wait_for_clients(self, count: int = 1, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self._clients) >= count:
-                return True
-            time.sleep(0.02)
-        return False
+        super().disconnect_all()
 
     # ------------------------------------------------------------------ serving
     async def _handler(self, ws: Any) -> None:
@@ -137,44 +55,18 @@ class FakeBinanceUserStream:
             await ws.close(1008, "invalid listenKey")
             return
         self.connections += 1
-        self._clients.add(ws)
+        self._clients[ws] = {}
         try:
             async for _ in ws:  # Binance ignores what clients send on the user stream
                 pass
         except Exception:  # a client going away is normal here
             pass
         finally:
-            self._clients.discard(ws)
+            self._clients.pop(ws, None)
 
     def _on_event(self, kind: str, *args: Any) -> None:
         message = self._order_message(*args) if kind == "order" else self._account_message(*args)
-        with self._lock:
-            kinds = (None, message["e"], f'{message["e"]}:{message.get("o", {}).get("x")}')
-            if self._drop and self._drop[0] in kinds:
-                self._drop.pop(0)
-                self.dropped.append(message)
-                return
-            copies = 1
-            if self._duplicate:
-                self._duplicate -= 1
-                copies = 2
-            self.delivered.extend([message] * copies)
-        if self._loop is None:
-            return
-        text = json.dumps(message)
-        for _ in range(copies):
-            self._loop.call_soon_threadsafe(self._broadcast, text)
-
-    def _broadcast(self, text: str) -> None:
-        for ws in list(self._clients):
-            asyncio.ensure_future(self._send(ws, text))
-
-    @staticmethod
-    async def _send(ws: Any, text: str) -> None:
-        try:
-            await ws.send(text)
-        except Exception:  # the client went away meanwhile
-            pass
+        self._publish(message, (message["e"], f'{message["e"]}:{message.get("o", {}).get("x")}'))
 
     def _order_message(self, order: dict[str, Any], execution: str, trade: dict[str, Any] | None) -> dict[str, Any]:
         now = int(time.time() * 1000)

@@ -10,107 +10,31 @@ Misbehaves on demand: ``drop_next`` (lost messages, by channel), ``duplicate_nex
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
-import time
 from typing import Any
 
-from websockets.asyncio.server import serve
-
 from tests.fakes.hyperliquid_server import HyperliquidFakeServer, fmt
+from tests.fakes.ws_server import LoopbackWebsocketServer
 
 
-class FakeHyperliquidWs:
+class FakeHyperliquidWs(LoopbackWebsocketServer):
+    thread_name = "fake-hyperliquid-ws"
+
     def __init__(self, rest: HyperliquidFakeServer) -> None:
+        super().__init__()
         self.rest = rest
-        self.delivered: list[dict[str, Any]] = []
-        self.dropped: list[dict[str, Any]] = []
-        self.connections = 0
-        self._drop: list[str | None] = []
-        self._duplicate = 0
-        self._subs: dict[Any, dict[str, str]] = {}  # socket -> {channel: user}
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._server: Any = None
-        self._port = 0
         rest.subscribe(self._on_event)
-
-    def start(self) -> FakeHyperliquidWs:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            self._loop = loop
-
-            async def boot() -> None:
-                self._server = await serve(self._handler, "127.0.0.1", 0, ping_interval=None)
-                self._port = self._server.sockets[0].getsockname()[1]
-
-            loop.run_until_complete(boot())
-            ready.set()
-            loop.run_forever()
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="fake-hyperliquid-ws", daemon=True)
-        self._thread.start()
-        ready.wait(5)
-        return self
-
-    def stop(self) -> None:
-        if self._loop is None:
-            return
-
-        async def shutdown() -> None:
-            self._server.close()
-            for ws in list(self._subs):  # no closing handshake to wait for: the fake is going away
-                ws.transport.abort()
-            try:
-                await asyncio.wait_for(self._server.wait_closed(), 3)
-            except TimeoutError:
-                pass
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(5)
-        self._loop = None
-
-    def __enter__(self) -> FakeHyperliquidWs:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self._port}"
-
-    def drop_next(self, count: int = 1, channel: str | None = None) -> None:
-        with self._lock:
-            self._drop.extend([channel] * count)
-
-    def duplicate_next(self, count: int = 1) -> None:
-        with self._lock:
-            self._duplicate += count
-
-    def disconnect_all(self) -> None:
-        async def close() -> None:
-            # The close frame goes out at once; a client slow to answer it (the SDK's
-            # thread) must not hold the caller, so the handshake finishes in the background.
-            for ws in list(self._subs):
-                asyncio.ensure_future(ws.close(1001, "going away"))
-
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
 
     async def _handler(self, ws: Any) -> None:
         if ws.request.path != "/ws":
             await ws.close(1008, "not found")
             return
         self.connections += 1
-        self._subs[ws] = {}
+        self._clients[ws] = {}
         try:
             await ws.send("Websocket connection established.")
             async for raw in ws:
@@ -120,7 +44,7 @@ class FakeHyperliquidWs:
                 elif message.get("method") == "subscribe":
                     sub = message["subscription"]
                     user = str(sub.get("user", "")).lower()
-                    self._subs[ws][sub["type"]] = user
+                    self._clients[ws][sub["type"]] = user
                     await ws.send(json.dumps({"channel": "subscriptionResponse",
                                               "data": {"method": "subscribe", "subscription": sub}}))
                     if sub["type"] == "userFills":
@@ -132,7 +56,7 @@ class FakeHyperliquidWs:
         except Exception:  # a client going away is normal here
             pass
         finally:
-            self._subs.pop(ws, None)
+            self._clients.pop(ws, None)
 
     def _on_event(self, kind: str, *args: Any) -> None:
         if kind == "order":
@@ -147,38 +71,4 @@ class FakeHyperliquidWs:
             user, fill = args[0].lower(), args[1]
             channel = "userFills"
             message = {"channel": channel, "data": {"user": user, "fills": [fill]}}
-        with self._lock:
-            if self._drop and self._drop[0] in (None, channel):
-                self._drop.pop(0)
-                self.dropped.append(message)
-                return
-            copies = 1
-            if self._duplicate:
-                self._duplicate -= 1
-                copies = 2
-            self.delivered.extend([message] * copies)
-        if self._loop is None:
-            return
-        text = json.dumps(message)
-        for _ in range(copies):
-            self._loop.call_soon_threadsafe(self._broadcast, channel, user, text)
-
-    def _broadcast(self, channel: str, user: str, text: str) -> None:
-        for ws, subs in list(self._subs.items()):
-            if subs.get(channel) == user:
-                asyncio.ensure_future(self._send(ws, text))
-
-    @staticmethod
-    async def _send(ws: Any, text: str) -> None:
-        try:
-            await ws.send(text)
-        except Exception:  # the client went away meanwhile
-            pass
-
-    def wait_for_clients(self, count: int = 1, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self._subs) >= count:
-                return True
-            time.sleep(0.02)
-        return False
+        self._publish(message, (channel,), lambda subscriptions: subscriptions.get(channel) == user)

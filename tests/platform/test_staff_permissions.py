@@ -13,12 +13,9 @@ from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
 from agents.models import AgentConfig
-from alpha_platform.common.config import clear_config_cache
-from exchanges.adapters.ccxt_trader import CcxtTrader
 from risk.models import KillSwitch, RiskEvent
 from risk.services import global_halt_trip, user_halt_active
 from tests.factories import UserFactory, make_account, make_agent
-from tests.fakes.binance_server import FakeBinanceFutures
 from trading.models import Order, Position
 from trading.services import kill_switch_trip, order_submit
 from trading.tasks import kill_switch_flatten_task
@@ -28,18 +25,6 @@ API_KEY, API_SECRET = "A1" * 32, "S2" * 32
 STAFF_NAME = "opsmith"  # distinctive: the tests assert it never reaches the victim
 ORDER_FORM = "/admin/trading/order/add/"
 GLOBAL_HALT = "/admin/risk/killswitch/global-halt/"
-
-
-@pytest.fixture
-def binance(monkeypatch):
-    with FakeBinanceFutures(api_key=API_KEY, api_secret=API_SECRET) as fake:
-        for name in ("BINANCE_FAPI_URL", "BINANCE_FAPI_TESTNET_URL"):
-            monkeypatch.setenv(name, fake.url)
-        clear_config_cache()
-        CcxtTrader.clear_market_cache()
-        yield fake
-    clear_config_cache()
-    CcxtTrader.clear_market_cache()
 
 
 def grant(user, *perms: str):

@@ -17,12 +17,9 @@ from django.urls import reverse
 import risk.services as risk_services
 import trading.services.kill_switch as ks
 from agents.models import AgentConfig
-from alpha_platform.common.config import clear_config_cache
-from exchanges.adapters.ccxt_trader import CcxtTrader
 from exchanges.services import trader_for_account
 from risk.models import KillSwitch, RiskEvent
 from tests.factories import make_account, make_agent
-from tests.fakes.binance_server import FakeBinanceFutures
 from trading.models import Order, Position
 from trading.services import kill_switch_lift, kill_switch_trip, order_submit
 from trading.tasks import flatten_lock, kill_switch_flatten_task, reconcile_all_task
@@ -53,18 +50,6 @@ def events(monkeypatch):
     monkeypatch.setattr(risk_services, "send_to_user_on_commit",
                         lambda user_id, event, **kw: seen.append(event) if event["type"] == "kill_switch" else None)
     return seen
-
-
-@pytest.fixture
-def binance(monkeypatch):
-    with FakeBinanceFutures(api_key=API_KEY, api_secret=API_SECRET) as fake:
-        for name in ("BINANCE_FAPI_URL", "BINANCE_FAPI_TESTNET_URL"):
-            monkeypatch.setenv(name, fake.url)
-        clear_config_cache()
-        CcxtTrader.clear_market_cache()
-        yield fake
-    clear_config_cache()
-    CcxtTrader.clear_market_cache()
 
 
 def test_the_trip_returns_before_flattening_and_queues_the_task_on_commit(user, market, queued,

@@ -21,7 +21,7 @@ import pytest
 from django.db import connection
 
 from alpha_platform.common.config import clear_config_cache
-from exchanges.adapters.ccxt_trader import CcxtTrader
+from exchanges.adapters.ccxt import CcxtTrader
 from exchanges.models import ExchangeAccount
 from exchanges.services import trader_for_account
 from tests.factories import UserFactory, make_account

@@ -16,15 +16,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from alpha_platform.common.config import clear_config_cache
 from exchanges.adapters.base import OrderResult, OrderSide, OrderStatus, OrderType, PositionSide
 from exchanges.adapters.base import Position as VenuePosition
-from exchanges.adapters.ccxt_trader import CcxtTrader
 from exchanges.adapters.errors import OrderStatusUnknown
 from exchanges.services import trader_for_account
 from risk.models import RiskProfile
 from tests.factories import make_account
-from tests.fakes.binance_server import FakeBinanceFutures
 from trading.models import BalanceSnapshot, Order, Position
 from trading.services import balance_snapshot_record, order_apply_result, order_submit, positions_sync
 from trading.services.snapshot import LiveRead, risk_snapshot
@@ -143,18 +140,6 @@ class PositionsFailAfterFill:
         result = self.inner.place_order(request)
         self.fake.inject("GET /fapi/*/positionRisk", "503", times=None)
         return result
-
-
-@pytest.fixture
-def binance(monkeypatch):
-    with FakeBinanceFutures(api_key=API_KEY, api_secret=API_SECRET) as fake:
-        for name in ("BINANCE_FAPI_URL", "BINANCE_FAPI_TESTNET_URL"):
-            monkeypatch.setenv(name, fake.url)
-        clear_config_cache()
-        CcxtTrader.clear_market_cache()
-        yield fake
-    clear_config_cache()
-    CcxtTrader.clear_market_cache()
 
 
 def test_a_binance_fill_whose_position_read_failed_still_counts_on_paper(user, market, binance):

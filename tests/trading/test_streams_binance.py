@@ -10,7 +10,7 @@ from decimal import Decimal as D
 import pytest
 
 from alpha_platform.common.config import clear_config_cache
-from exchanges.adapters.ccxt_trader import CcxtTrader
+from exchanges.adapters.ccxt import CcxtTrader
 from tests.factories import make_account
 from tests.fakes.binance_server import FakeBinanceFutures
 from tests.fakes.binance_ws import FakeBinanceUserStream

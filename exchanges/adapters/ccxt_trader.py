@@ -1,5 +1,0 @@
-"""Compatibility: the ccxt adapter now lives in ``exchanges.adapters.ccxt``."""
-
-from exchanges.adapters.ccxt import BinanceUsdmTrader, CcxtTrader
-
-__all__ = ["BinanceUsdmTrader", "CcxtTrader"]

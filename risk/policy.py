@@ -189,7 +189,7 @@ class Limits:
             values[name] = raw if isinstance(raw, Decimal) else Decimal(str(raw))
         for name in cls._INTS:
             values[name] = int(getattr(profile, name))
-        values["allowed_symbols"] = frozenset(str(s) for s in (getattr(profile, "allowed_symbols") or ()))
+        values["allowed_symbols"] = frozenset(str(s) for s in (profile.allowed_symbols or ()))
         return cls(**values)
 
 

@@ -4,7 +4,6 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.template.response import TemplateResponse
-from django.urls import path
 
 from alpha_platform.common.errors import ApplicationError
 from risk.services import flatten_progress_text

@@ -33,25 +33,13 @@ from exchanges.adapters.resilience import (
     RedisStore,
     StoreUnavailable,
 )
+from tests.fakes.scripted import Script
 
 VENUE_CONFIG = {
     "rate_limits": {"orders": {"per_second": 100, "per_minute": 1000},
                     "requests": {"per_second": 100, "per_minute": 1000}},
     "circuit_breaker": {"failure_threshold": 5, "cooldown_seconds": 60},
 }
-
-
-class Script:
-    def __init__(self, *outcomes: Any) -> None:
-        self.outcomes = list(outcomes)
-        self.calls = 0
-
-    def __call__(self) -> Any:
-        self.calls += 1
-        outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
 
 
 class FlakyStore(MemoryStore):

@@ -34,6 +34,7 @@ from exchanges.adapters.resilience import (
     RateLimiter,
     RedisStore,
 )
+from tests.fakes.scripted import Script
 
 
 class FakeClock:
@@ -318,21 +319,6 @@ VENUE_CONFIG = {
 def guard(clock: FakeClock, *, config: dict | None = None, **runtime_kw: Any) -> Guard:
     runtime = AdapterRuntime(store=MemoryStore(clock), sleep=clock.sleep, clock=clock, **runtime_kw)
     return Guard(runtime, venue="binance_futures", account_ref="acct-1", venue_config=config or VENUE_CONFIG)
-
-
-class Script:
-    """A callable that raises or returns the scripted outcomes in turn, counting calls."""
-
-    def __init__(self, *outcomes: Any) -> None:
-        self.outcomes = list(outcomes)
-        self.calls = 0
-
-    def __call__(self) -> Any:
-        self.calls += 1
-        outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
 
 
 def test_runtime_builds_breaker_and_limiter_from_the_venue_config(clock):

@@ -15,8 +15,6 @@ from decimal import Decimal as D
 import pytest
 from eth_account import Account
 
-from alpha_platform.common.config import clear_config_cache
-from exchanges.adapters.ccxt import CcxtTrader
 from exchanges.adapters.errors import AuthenticationError
 from exchanges.adapters.hyperliquid import cloid_for
 from exchanges.adapters.pool import TraderPool
@@ -28,26 +26,9 @@ from exchanges.services import (
     trader_pool,
 )
 from tests.factories import make_account
-from tests.fakes.binance_server import FakeBinanceFutures
-from tests.fakes.hyperliquid_server import HyperliquidFakeServer
 
 API_KEY, API_SECRET = "A1" * 32, "S2" * 32
 N = 4
-
-
-@pytest.fixture
-def venues(monkeypatch):
-    with FakeBinanceFutures(api_key=API_KEY, api_secret=API_SECRET) as binance, HyperliquidFakeServer() as hl:
-        for name in ("BINANCE_FAPI_URL", "BINANCE_FAPI_TESTNET_URL"):
-            monkeypatch.setenv(name, binance.url)
-        for name in ("HYPERLIQUID_API_URL", "HYPERLIQUID_TESTNET_API_URL"):
-            monkeypatch.setenv(name, hl.url)
-        clear_config_cache()
-        CcxtTrader.clear_market_cache()
-        yield binance, hl
-        trader_pool().close_all()
-    clear_config_cache()
-    CcxtTrader.clear_market_cache()
 
 
 @pytest.fixture

@@ -8,32 +8,23 @@ from decimal import Decimal as D
 import pytest
 from eth_account import Account
 
-from alpha_platform.common.config import clear_config_cache
-from exchanges.adapters.base import OrderRequest, OrderSide, OrderStatus, OrderType, PositionSide
-from exchanges.adapters.ccxt import CcxtTrader
+from exchanges.adapters.base import (
+    OrderRequest,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    PositionSide,
+)
 from exchanges.models import ExchangeAccount
-from exchanges.services import exchange_account_set_credentials, exchange_account_test_connection, trader_for_account
+from exchanges.services import (
+    exchange_account_set_credentials,
+    exchange_account_test_connection,
+    trader_for_account,
+)
 from tests.factories import make_account
-from tests.fakes.binance_server import FakeBinanceFutures
-from tests.fakes.hyperliquid_server import HyperliquidFakeServer
 
 pytestmark = pytest.mark.django_db
 API_KEY, API_SECRET = "A1" * 32, "S2" * 32
-
-
-@pytest.fixture
-def venues(monkeypatch):
-    """Point the configured venue URLs at local fakes for this test."""
-    with FakeBinanceFutures(api_key=API_KEY, api_secret=API_SECRET) as binance, HyperliquidFakeServer() as hl:
-        for name in ("BINANCE_FAPI_URL", "BINANCE_FAPI_TESTNET_URL"):
-            monkeypatch.setenv(name, binance.url)
-        for name in ("HYPERLIQUID_API_URL", "HYPERLIQUID_TESTNET_API_URL"):
-            monkeypatch.setenv(name, hl.url)
-        clear_config_cache()
-        CcxtTrader.clear_market_cache()
-        yield binance, hl
-    clear_config_cache()
-    CcxtTrader.clear_market_cache()
 
 
 def account_on(venue, user, fakes):

@@ -14,6 +14,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from alpha_platform.common import keys
+from alpha_platform.common.errors import CredentialsError
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("ALPHA_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -56,10 +57,13 @@ if not PRODUCTION:
 
 # Credentials at rest: comma-separated Fernet keys, newest first. In development a key
 # is generated once into var/ and reused; in testing the suite supplies its own.
-CREDENTIALS_ENCRYPTION_KEYS = keys.load_encryption_keys(
-    env.str("CREDENTIALS_ENCRYPTION_KEYS", default=""),
-    generate_into=None if PRODUCTION else VAR_DIR / "credentials.key",
-)
+try:
+    CREDENTIALS_ENCRYPTION_KEYS = keys.load_encryption_keys(
+        env.str("CREDENTIALS_ENCRYPTION_KEYS", default=""),
+        generate_into=None if PRODUCTION else VAR_DIR / "credentials.key",
+    )
+except CredentialsError as exc:
+    raise ImproperlyConfigured(exc.message) from None
 
 INSTALLED_APPS = [
     "daphne",
@@ -75,8 +79,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our own static files
     "django_celery_beat",
     "channels",
-    "axes",  # the sign-in throttle (alpha_platform/login_throttle.py)
-    "alpha_platform",
+    "axes",  # the sign-in throttle (alpha_platform/web/login_throttle.py)
+    "alpha_platform.web",  # the web layer (label "alpha_platform")
     "exchanges",
     "risk",
     "trading",
@@ -191,21 +195,21 @@ SERVE_STATIC = env.bool("SERVE_STATIC", default=DEBUG)
 LOGIN_URL = "portal:login"
 
 # The REST API (/api/). Tokens first (`Authorization: Token <key>`), then the portal's
-# session. One error style (alpha_platform.api_common.exception_handler). Throttle
+# session. One error style (alpha_platform.web.api.common.exception_handler). Throttle
 # rates come from the environment so the bench and the fuzz run can raise them.
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "alpha_platform.api_auth.ApiTokenAuthentication",
+        "alpha_platform.web.api.auth.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_PAGINATION_CLASS": "alpha_platform.api_common.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "alpha_platform.web.api.common.Pagination",
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "alpha_platform.api_common.exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": ["alpha_platform.api_common.UserThrottle"],
+    "EXCEPTION_HANDLER": "alpha_platform.web.api.common.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["alpha_platform.web.api.common.UserThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "user": env.str("API_THROTTLE_USER", default="600/min"),
         "auth": env.str("API_THROTTLE_AUTH", default="10/min"),
@@ -245,7 +249,7 @@ SPECTACULAR_SETTINGS = {
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "alpha_platform.api_common.postprocess_errors",
+        "alpha_platform.web.api.common.postprocess_errors",
     ],
 }
 
@@ -339,7 +343,7 @@ PORTAL_SIGNUP_ENABLED = env.bool("PORTAL_SIGNUP_ENABLED", default=False)
 LOGIN_REDIRECT_URL = "portal:dashboard"
 LOGOUT_REDIRECT_URL = "portal:login"
 # One sign-in throttle for the portal, the admin and POST /api/auth/token/ (django-axes;
-# alpha_platform/login_throttle.py). Failures are counted per (username, address), per
+# alpha_platform/web/login_throttle.py). Failures are counted per (username, address), per
 # username and per address; a counter reaching its limit refuses every sign-in it covers,
 # even with the right password, for LOGIN_THROTTLE_LOCKOUT_SECONDS (counts expire that long
 # after the last failure). A limit of 0 turns that counter off.
@@ -358,15 +362,15 @@ if TRUSTED_PROXY_COUNT < 0:
 REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT  # DRF's anonymous throttles count the same address
 
 AUTHENTICATION_BACKENDS = [
-    "alpha_platform.login_throttle.LoginThrottleBackend",  # axes: first, refuses while locked
+    "alpha_platform.web.login_throttle.LoginThrottleBackend",  # axes: first, refuses while locked
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_HANDLER = "alpha_platform.login_throttle.LoginThrottleHandler"  # counts in Redis (CACHES)
+AXES_HANDLER = "alpha_platform.web.login_throttle.LoginThrottleHandler"  # counts in Redis (CACHES)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "username", "ip_address"]
 AXES_FAILURE_LIMIT = LOGIN_THROTTLE_FAILURES  # per counter: LOGIN_THROTTLE_* above
-AXES_COOLOFF_TIME = "alpha_platform.login_throttle.cool_off"
-AXES_CLIENT_IP_CALLABLE = "alpha_platform.login_throttle.client_address"
-AXES_USERNAME_CALLABLE = "alpha_platform.login_throttle.username_from"
+AXES_COOLOFF_TIME = "alpha_platform.web.login_throttle.cool_off"
+AXES_CLIENT_IP_CALLABLE = "alpha_platform.web.login_throttle.client_address"
+AXES_USERNAME_CALLABLE = "alpha_platform.web.login_throttle.username_from"
 AXES_RESET_ON_SUCCESS = True  # a good sign-in clears its (username, address) counter
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # refusals do not extend a lockout
 AXES_ENABLE_ADMIN = False  # the cache handler writes no AccessAttempt rows to list
@@ -405,7 +409,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 # through the secret-redacting filter) instead of Celery replacing the root handlers.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
-# /healthz (alpha_platform/health.py). Beat sends alpha_platform.heartbeat to each queue
+# /healthz (alpha_platform/web/health.py). Beat sends alpha_platform.heartbeat to each queue
 # every HEALTH_HEARTBEAT_SECONDS; the beat check is the age of the last one sent, the
 # worker check the age of the last one run from each queue (a live ping when beat is down).
 HEALTH_HEARTBEAT_SECONDS = env.float("HEALTH_HEARTBEAT_SECONDS", default=15.0)

@@ -45,8 +45,8 @@ SEED = r"""
 import json, sys
 from decimal import Decimal
 from django.contrib.auth import get_user_model
-from alpha_platform.api_auth import api_token_create
-from alpha_platform.models import ApiToken
+from alpha_platform.web.api.auth import api_token_create
+from alpha_platform.web.models import ApiToken
 from exchanges.services import exchange_account_create
 from trading.services import order_submit
 

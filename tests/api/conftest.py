@@ -6,7 +6,7 @@ from rest_framework.test import APIClient
 
 
 def token_client(user) -> APIClient:
-    from alpha_platform.api_auth import api_token_create
+    from alpha_platform.web.api.auth import api_token_create
 
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user, name='tests').key}")

@@ -9,7 +9,7 @@ import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from alpha_platform.models import ApiToken
+from alpha_platform.web.models import ApiToken
 from tests.api.conftest import token_client
 
 pytestmark = pytest.mark.django_db
@@ -142,7 +142,7 @@ def test_requests_are_throttled_per_user(api, other_api):
 
 
 # --------------------------------------------------------------------------- the sign-in throttle
-# One throttle for the three doors (alpha_platform/login_throttle.py): the attacker's side.
+# One throttle for the three doors (alpha_platform/web/login_throttle.py): the attacker's side.
 # DRF's per-address rate on the token endpoint is raised here so that only the lockout answers.
 OPEN_RATES = override_settings(REST_FRAMEWORK={
     **__import__("django.conf", fromlist=["settings"]).settings.REST_FRAMEWORK,

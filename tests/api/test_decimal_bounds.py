@@ -23,11 +23,11 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework import serializers as drf
 
-from risk.api import RiskProfileSerializer
+from alpha_platform.web.api.risk.views import RiskProfileSerializer
 from risk.models import RiskEvent, RiskProfile
 from tests.factories import make_account
 from trading.models import BalanceSnapshot, Order
-from trading.serializers import OrderCreateSerializer
+from alpha_platform.web.api.trading.serializers import OrderCreateSerializer
 
 pytestmark = pytest.mark.django_db
 
@@ -313,7 +313,7 @@ def _portal_risk_form(**changes) -> dict:
 
 
 def _portal_risk_decimals() -> list[str]:
-    from alpha_platform.portal.forms import RiskProfileForm
+    from alpha_platform.web.portal.forms import RiskProfileForm
 
     return [n for n, f in RiskProfileForm.base_fields.items() if isinstance(f, forms.DecimalField)]
 

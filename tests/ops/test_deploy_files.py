@@ -107,7 +107,7 @@ def test_healthchecks(compose):
         check = services[name].get("healthcheck")
         assert check and check["test"] and check["interval"], name
     web = " ".join(services["web"]["healthcheck"]["test"])
-    assert "alpha_platform.health" in web and "http://127.0.0.1:8000/healthz" in web
+    assert "alpha_platform.web.health" in web and "http://127.0.0.1:8000/healthz" in web
     assert "--checks beat" in " ".join(services["beat"]["healthcheck"]["test"])
     assert "--checks streams" in " ".join(services["streams"]["healthcheck"]["test"])
     for name in ("worker-decisions", "worker-ops"):
@@ -223,7 +223,7 @@ def test_beat_schedule_has_the_heartbeats_on_every_queue():
     from alpha_platform.celery import app
 
     app.loader.import_default_modules()
-    assert "alpha_platform.heartbeat" in app.tasks  # autodiscovered from alpha_platform/tasks.py
+    assert "alpha_platform.heartbeat" in app.tasks  # autodiscovered from alpha_platform/web/tasks.py
 
 
 TEST_TOOLS = {"pytest", "pytest-django", "pytest-xdist", "hypothesis", "schemathesis", "playwright",

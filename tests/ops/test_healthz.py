@@ -24,8 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from cryptography.fernet import Fernet
 
-from alpha_platform import health
-from alpha_platform.tasks import beat_key, redis_client, worker_key
+from alpha_platform.web import health
+from alpha_platform.web.tasks import beat_key, redis_client, worker_key
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUES = ("decisions", "reconcile", "celery")

@@ -53,7 +53,7 @@ def order_form(account, **kw):
 
 
 def api_for(user) -> APIClient:
-    from alpha_platform.api_auth import api_token_create
+    from alpha_platform.web.api.auth import api_token_create
 
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user, name='tests').key}")

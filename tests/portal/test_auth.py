@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from alpha_platform import login_throttle
+from alpha_platform.web import login_throttle
 
 pytestmark = pytest.mark.django_db
 
@@ -137,7 +137,7 @@ def test_behind_one_proxy_the_forwarded_client_is_counted(user):
 
 
 def test_admin_form_is_throttled_too(rf, staff_user):
-    from alpha_platform.portal.forms import ThrottledAdminAuthenticationForm
+    from alpha_platform.web.portal.forms import ThrottledAdminAuthenticationForm
 
     request = rf.post("/admin/login/", REMOTE_ADDR="10.9.9.9")
     with override_settings(LOGIN_THROTTLE_FAILURES=1):

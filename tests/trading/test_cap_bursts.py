@@ -153,7 +153,7 @@ class Api(Threads):
     def fire(self, slots, n: int, i: int) -> list:
         from rest_framework.test import APIClient
 
-        from alpha_platform.api_auth import api_token_create
+        from alpha_platform.web.api.auth import api_token_create
 
         account = ExchangeAccount.objects.get(pk=slots[0].account_id)
         key = api_token_create(user=account.owner, name=f"burst-{i}").key

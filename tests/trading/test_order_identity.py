@@ -34,7 +34,7 @@ TIMES = ("created_at", "submitted_at", "closed_at", "updated_at")
 
 
 def token_client(user) -> APIClient:
-    from alpha_platform.api_auth import api_token_create
+    from alpha_platform.web.api.auth import api_token_create
 
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user, name='identity').key}")

@@ -7,10 +7,10 @@ from typing import Any
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
-from alpha_platform.api_common import ApiModelSerializer, MoneyField
-from exchanges.api import AccountBriefSerializer, venue_choices, venue_order_capabilities
+from alpha_platform.web.api.common import ApiModelSerializer, MoneyField
+from alpha_platform.web.api.exchanges.views import AccountBriefSerializer, venue_choices, venue_order_capabilities
 from exchanges.models import ExchangeAccount
-from risk.api import KillSwitchProgressSerializer
+from alpha_platform.web.api.risk.views import KillSwitchProgressSerializer
 from risk.models import KillSwitch, RiskEvent
 from trading.models import Order, Position, PositionSide, Side
 from trading.selectors import order_actor_for

@@ -4,8 +4,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from alpha_platform.portal import views
-from alpha_platform.portal.forms import ThrottledAdminAuthenticationForm
+from alpha_platform.web.portal import views
+from alpha_platform.web.portal.forms import ThrottledAdminAuthenticationForm
 
 app_name = "portal"
 

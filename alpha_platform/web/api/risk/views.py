@@ -8,7 +8,7 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from alpha_platform.api_common import (
+from alpha_platform.web.api.common import (
     ApiModelSerializer,
     datetime_param,
     query_choice,

@@ -27,7 +27,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from alpha_platform.api_common import (
+from alpha_platform.web.api.common import (
     OrderThrottle,
     UserThrottle,
     datetime_param,
@@ -41,10 +41,10 @@ from alpha_platform.api_common import (
     str_param,
 )
 from alpha_platform.common.errors import ApplicationError
-from exchanges.api import venue_display_name
+from alpha_platform.web.api.exchanges.views import venue_display_name
 from trading import selectors
 from trading.models import Order, Position
-from trading.serializers import (
+from alpha_platform.web.api.trading.serializers import (
     BalanceSerializer,
     EquityCurveSerializer,
     KillSwitchStatusSerializer,

@@ -15,7 +15,7 @@ from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.core.exceptions import ValidationError
 
 from agents.models import MIN_INTERVAL_SECONDS
-from alpha_platform import login_throttle
+from alpha_platform.web import login_throttle
 from alpha_platform.common.config import get_config
 from alpha_platform.common.validators import BoundedDecimalsMixin
 from exchanges.credentials import clean_credentials
@@ -45,7 +45,7 @@ def known_symbols(venue: str | None = None) -> list[str]:
 
 # --------------------------------------------------------------------------- sign-in
 class ThrottleMixin:
-    """Says why a sign-in is refused while the throttle (alpha_platform.login_throttle, in the
+    """Says why a sign-in is refused while the throttle (alpha_platform.web.login_throttle, in the
     authentication backends) locks it out: the same words for every username."""
 
     def clean(self):

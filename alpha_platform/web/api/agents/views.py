@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from agents import selectors
 from agents.models import AgentConfig, Decision, LLMCredential
-from agents.serializers import (
+from alpha_platform.web.api.agents.serializers import (
     AgentDetailSerializer,
     AgentRunSerializer,
     AgentSerializer,
@@ -24,7 +24,7 @@ from agents.serializers import (
     LLMCredentialSerializer,
 )
 from agents.services import agent_create, agent_delete, agent_pause, agent_resume, agent_update, llm_credential_set
-from alpha_platform.api_common import (
+from alpha_platform.web.api.common import (
     ServiceUnavailable,
     datetime_param,
     int_param,

@@ -1,8 +1,8 @@
 """Shared pieces of the REST API: the error handler (one error style), pagination,
 per-user throttles, the money field, query-parameter helpers and schema helpers.
 
-This module imports no app (exchanges, risk, trading, agents): every app's ``api.py``
-imports it, so an app import here would break the layering. Nor does it import
+This module imports no app (exchanges, risk, trading, agents): every app's views under
+alpha_platform/web/api/<app>/ import it, and it stays a leaf of the web layer. Nor does it import
 rest_framework.views: settings name its throttles, which APIView reads when defined.
 
 Error style, everywhere:

@@ -2,15 +2,15 @@
 
     GET /healthz                       every check; 200 when all pass, 503 otherwise
     GET /healthz?checks=database,redis  only these (the web container's own liveness)
-    python -m alpha_platform.health [--checks beat]   the same in-process: exit 0 / 1
-    python -m alpha_platform.health --url http://127.0.0.1:8000/healthz?checks=database,redis
+    python -m alpha_platform.web.health [--checks beat]   the same in-process: exit 0 / 1
+    python -m alpha_platform.web.health --url http://127.0.0.1:8000/healthz?checks=database,redis
                                        over HTTP, as a container health check does
 
 Body: ``{"status": "ok"|"fail", "failed": [...], "unknown": [...], "checks": {...}}``.
 
 - database: ``SELECT 1`` on a fresh connection (closed afterwards), with its latency.
 - redis: ``PING`` with its latency.
-- beat: the age of the newest heartbeat beat published (alpha_platform/tasks.py);
+- beat: the age of the newest heartbeat beat published (alpha_platform/web/tasks.py);
   stale after HEALTH_BEAT_MAX_AGE_SECONDS.
 - worker: per queue, the age of the newest heartbeat a worker ran; stale after
   HEALTH_WORKER_MAX_AGE_SECONDS (nobody consumes that queue, or it is backed up). When
@@ -19,7 +19,7 @@ Body: ``{"status": "ok"|"fail", "failed": [...], "unknown": [...], "checks": {..
 
 - streams (opt-in: not in the default set, since reconciliation keeps fills arriving without
   it): whether some ``venue_streams`` process holds the deployment's lock, and its TTL.
-  ``python -m alpha_platform.health --checks streams`` is the streams container's check.
+  ``python -m alpha_platform.web.health --checks streams`` is the streams container's check.
 
 When Redis is down, beat and worker cannot be judged: they are reported as ``unknown``
 (ok: null), not as failed, so the 503 names the dependency that is actually down.
@@ -103,7 +103,7 @@ def check_database(alias: str | None = None) -> dict[str, Any]:
 
 
 def check_redis(url: str | None = None) -> dict[str, Any]:
-    from alpha_platform.tasks import redis_client
+    from alpha_platform.web.tasks import redis_client
 
     ok, ms, value = _bounded(lambda: redis_client(url).ping())
     result: dict[str, Any] = {"ok": ok, "latency_ms": ms}
@@ -115,7 +115,7 @@ def check_redis(url: str | None = None) -> dict[str, Any]:
 def check_streams(url: str | None = None) -> dict[str, Any]:
     """Whether a venue_streams process holds the deployment's lock (it renews it every third
     of VENUE_STREAMS_LOCK_TTL_SECONDS; a dead holder's lock expires)."""
-    from alpha_platform.tasks import redis_client
+    from alpha_platform.web.tasks import redis_client
     from trading.management.commands.venue_streams import LOCK_KEY
 
     ok, ms, value = _bounded(lambda: redis_client(url).pttl(LOCK_KEY))
@@ -135,7 +135,7 @@ def _queues() -> list[str]:
 
 
 def _read_heartbeats(url: str | None = None) -> dict[str, dict[str, dict[str, Any] | None]]:
-    from alpha_platform.tasks import beat_key, redis_client, worker_key
+    from alpha_platform.web.tasks import beat_key, redis_client, worker_key
 
     queues = _queues()
     raw = redis_client(url).mget([beat_key(q) for q in queues] + [worker_key(q) for q in queues])
@@ -298,7 +298,7 @@ def probe_url(url: str, *, timeout: float = 5.0) -> tuple[int, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m alpha_platform.health [--checks beat,worker] [--url URL]``: print the
+    """``python -m alpha_platform.web.health [--checks beat,worker] [--url URL]``: print the
     report, exit 0 when every selected check passes (container and systemd health checks)."""
     import argparse
     import os

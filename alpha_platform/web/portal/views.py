@@ -28,7 +28,7 @@ from agents import selectors as agent_selectors
 from agents import services as agent_services
 from agents.models import AgentConfig, Decision
 from alpha_platform.common.errors import ApplicationError
-from alpha_platform.portal import forms
+from alpha_platform.web.portal import forms
 from exchanges import services as exchange_services
 from exchanges.models import ExchangeAccount
 from risk.models import RiskProfile

@@ -6,7 +6,7 @@ its first 8 characters (to find the row and to show) and its SHA-256. Clients se
 
 No views here: DRF's APIView reads DEFAULT_AUTHENTICATION_CLASSES when it is defined,
 so a module named there must not import rest_framework.views (the token endpoints live
-in alpha_platform.api_urls).
+in alpha_platform.web.api.urls).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from rest_framework import serializers
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed, Throttled, ValidationError
 
-from alpha_platform import login_throttle
+from alpha_platform.web import login_throttle
 
 PREFIX_LENGTH = 8
 KEYWORDS = (b"token", b"bearer")
@@ -47,7 +47,7 @@ class IssuedToken:
 
 @transaction.atomic
 def api_token_create(*, user: AbstractBaseUser, name: str = "") -> IssuedToken:
-    from alpha_platform.models import ApiToken
+    from alpha_platform.web.models import ApiToken
 
     key = secrets.token_urlsafe(32)
     token = ApiToken(user=user, name=(name or "").strip()[:100], key_prefix=key[:PREFIX_LENGTH],
@@ -59,7 +59,7 @@ def api_token_create(*, user: AbstractBaseUser, name: str = "") -> IssuedToken:
 
 def api_token_obtain(*, request, username: str, password: str, name: str = "") -> IssuedToken:
     """A new token for the username and password given, through ``authenticate(request=...)``
-    so the sign-in throttle (alpha_platform.login_throttle) counts and refuses here exactly as
+    so the sign-in throttle (alpha_platform.web.login_throttle) counts and refuses here exactly as
     on the portal and the admin. Locked out: Throttled (429, Retry-After), even with the right
     password; wrong: one message, whether or not the username exists."""
     from django.contrib.auth import authenticate
@@ -82,7 +82,7 @@ def api_token_revoke(*, token) -> None:
 
 def api_token_authenticate(key: str):
     """The active token for ``key`` and its user, or None."""
-    from alpha_platform.models import ApiToken
+    from alpha_platform.web.models import ApiToken
 
     if not key or len(key) > 200:
         return None
@@ -121,7 +121,7 @@ class ApiTokenAuthentication(BaseAuthentication):
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "alpha_platform.api_auth.ApiTokenAuthentication"
+    target_class = "alpha_platform.web.api.auth.ApiTokenAuthentication"
     name = "tokenAuth"
 
     def get_security_definition(self, auto_schema):

@@ -1,7 +1,8 @@
-"""The REST API under /api/: routes to each app's api.py, plus the platform's own small
-endpoints (API tokens, ping), the OpenAPI schema and the interactive documentation.
+"""The REST API under /api/: routes to each app's views (alpha_platform/web/api/<app>/),
+plus the platform's own small endpoints (API tokens, ping), the OpenAPI schema and the
+interactive documentation.
 
-The token and ping views live here rather than in api_auth / api_common: those two are
+The token and ping views live here rather than in auth.py / common.py: those two are
 named in REST_FRAMEWORK settings that DRF's APIView reads when it is defined, so they
 must not import rest_framework.views themselves.
 """
@@ -17,19 +18,19 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
-from agents.api import AgentViewSet, DecisionViewSet, LLMCredentialView
-from alpha_platform.api_auth import (
+from alpha_platform.web.api.agents.views import AgentViewSet, DecisionViewSet, LLMCredentialView
+from alpha_platform.web.api.auth import (
     TokenIssuedSerializer,
     TokenObtainSerializer,
     TokenSerializer,
     api_token_obtain,
     api_token_revoke,
 )
-from alpha_platform.api_common import AuthThrottle
-from alpha_platform.models import ApiToken
-from exchanges.api import ExchangeAccountViewSet, ExchangeViewSet
-from risk.api import RiskEventViewSet, RiskProfileView
-from trading.api import (
+from alpha_platform.web.api.common import AuthThrottle
+from alpha_platform.web.models import ApiToken
+from alpha_platform.web.api.exchanges.views import ExchangeAccountViewSet, ExchangeViewSet
+from alpha_platform.web.api.risk.views import RiskEventViewSet, RiskProfileView
+from alpha_platform.web.api.trading.views import (
     BalanceView,
     EquityView,
     KillSwitchLiftView,

@@ -1,4 +1,7 @@
-"""Loading the Fernet keys that encrypt credentials at rest (no Django imports)."""
+"""Loading the Fernet keys that encrypt credentials at rest.
+
+Django-free: settings.py turns a ``CredentialsError`` into Django's ImproperlyConfigured.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,8 @@ import os
 from pathlib import Path
 
 from cryptography.fernet import Fernet
-from django.core.exceptions import ImproperlyConfigured
+
+from alpha_platform.common.errors import CredentialsError
 
 
 def load_encryption_keys(raw: str, *, generate_into: Path | None) -> list[str]:
@@ -24,7 +28,7 @@ def load_encryption_keys(raw: str, *, generate_into: Path | None) -> list[str]:
         raw = generate_into.read_text().strip()
     keys = [k.strip() for k in raw.split(",") if k.strip()]
     if not keys:
-        raise ImproperlyConfigured(
+        raise CredentialsError(
             "CREDENTIALS_ENCRYPTION_KEYS is not set: give one or more Fernet keys, newest first"
         )
     for position, key in enumerate(keys, start=1):
@@ -32,7 +36,7 @@ def load_encryption_keys(raw: str, *, generate_into: Path | None) -> list[str]:
             Fernet(key)
         except (ValueError, TypeError):
             # Never echo the key itself: only its position in the list.
-            raise ImproperlyConfigured(
+            raise CredentialsError(
                 f"CREDENTIALS_ENCRYPTION_KEYS: key #{position} is not a valid Fernet key "
                 "(32 url-safe base64-encoded bytes; make one with "
                 "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)"

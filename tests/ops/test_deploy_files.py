@@ -252,3 +252,23 @@ def test_the_image_installs_the_runtime_set_only():
     assert "requirements-dev" not in dockerfile
     makefile = (ROOT / "Makefile").read_text()
     assert "pip install --quiet -r requirements-dev.txt" in makefile
+
+
+@pytest.mark.slow
+def test_the_runtime_set_pulls_in_no_test_tool_either(tmp_path):
+    # What the image really holds is requirements.txt *and everything it depends on*: pip's
+    # own resolver (a dry run, nothing installed) lists the whole closure, and no test tool,
+    # test plugin or test-data library may be in it.
+    import json
+    import subprocess
+    import sys
+
+    report = tmp_path / "report.json"
+    out = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+                          "--report", str(report), "-r", str(ROOT / "requirements.txt")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    resolved = {item["metadata"]["name"].lower().replace("_", "-") for item in json.loads(report.read_text())["install"]}
+    assert set(_pins(ROOT / "requirements.txt")) <= resolved
+    leaked = {name for name in resolved if name in TEST_TOOLS | {"faker"} or name.startswith("pytest")}
+    assert not leaked, f"the runtime set pulls in test tools: {sorted(leaked)}"

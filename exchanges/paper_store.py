@@ -12,14 +12,19 @@ records the venue's answer in the same transaction wants.
 
 from __future__ import annotations
 
-import random
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 
 from django.db import IntegrityError, OperationalError, connections, router, transaction
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from exchanges.adapters.errors import ExchangeUnavailable
 from exchanges.adapters.paper.store import PaperBook
@@ -67,32 +72,33 @@ class DjangoPaperStore:
         runs out, and at once for the in-memory test database (shared cache): nothing has
         happened yet at that point, so the attempt is rolled back and repeated.
         """
-        connection = connections[self.using]
-        nested = connection.in_atomic_block
-        deadline = time.monotonic() + self.lock_timeout
-        delay = 0.002
-        while True:
+        nested = connections[self.using].in_atomic_block
+
+        def attempt() -> tuple[transaction.Atomic, PaperAccountState]:
             atomic = transaction.atomic(using=self.using)
             entered = False
             try:
                 atomic.__enter__()
                 entered = True
                 return atomic, self._locked_row(account_ref, starting_balance)
-            except OperationalError as exc:
-                if entered:
-                    atomic.__exit__(type(exc), exc, exc.__traceback__)
-                if nested or "locked" not in str(exc).lower():
-                    raise
-                if time.monotonic() >= deadline:
-                    raise ExchangeUnavailable(
-                        f"paper: the book of {account_ref} stayed locked for {self.lock_timeout:.0f}s",
-                        venue="paper") from exc
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 0.1)
             except BaseException as exc:
                 if entered:
                     atomic.__exit__(type(exc), exc, exc.__traceback__)
                 raise
+
+        def locked(exc: BaseException) -> bool:
+            # Only SQLite's "database is locked", and only when this call opened the
+            # transaction: inside the caller's, the rollback would undo the caller's work.
+            return isinstance(exc, OperationalError) and not nested and "locked" in str(exc).lower()
+
+        retrying = Retrying(retry=retry_if_exception(locked), stop=stop_after_delay(self.lock_timeout),
+                            wait=wait_exponential_jitter(initial=0.002, max=0.1, jitter=0.002))
+        try:
+            return retrying(attempt)
+        except RetryError as exc:
+            raise ExchangeUnavailable(
+                f"paper: the book of {account_ref} stayed locked for {self.lock_timeout:.0f}s",
+                venue="paper") from exc.last_attempt.exception()
 
     def _locked_row(self, account_ref: str, starting_balance: Decimal) -> PaperAccountState:
         rows = PaperAccountState.objects.using(self.using).select_for_update()

@@ -12,13 +12,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+)
+
 from exchanges.adapters.errors import (
     CircuitOpenError,
     ExchangeError,
     GuardUnavailable,
+    NotProcessed,
     OperationalError,
     OrderNotFound,
-    NotProcessed,
     OrderStatusUnknown,
     RateLimited,
     TemporaryExchangeError,
@@ -278,11 +286,6 @@ class Guard:
         # Rate limits are the venue's, per account key (venues count per key / address).
         self.limiter = runtime.rate_limiter(f"{venue}:{account_ref}", venue_config)
 
-    def _backoff(self, attempt: int, error: TemporaryExchangeError) -> float:
-        if isinstance(error, RateLimited) and error.retry_after:
-            return min(error.retry_after, self.runtime.backoff_max)
-        return min(self.runtime.backoff_base * (2 ** attempt), self.runtime.backoff_max)
-
     def _before_send(self, kind: str) -> None:
         """The breaker and the limiter, before anything leaves. Raises CircuitOpenError or
         RateLimited (refused here), or GuardUnavailable (their state could not be read)."""
@@ -313,25 +316,42 @@ class Guard:
     def _success(self) -> None:
         self._after(self.breaker.record_success)
 
+    def _backoff(self, attempt: int, error: BaseException | None) -> float:
+        """Exponential from ``backoff_base`` (or the venue's Retry-After), capped at
+        ``backoff_max``; ``attempt`` counts from 0."""
+        if isinstance(error, RateLimited) and error.retry_after:
+            return min(error.retry_after, self.runtime.backoff_max)
+        return min(self.runtime.backoff_base * (2 ** attempt), self.runtime.backoff_max)
+
     def read(self, fn: Callable[[], T], *, kind: str = "requests") -> T:
-        """A read: retried with exponential backoff on temporary errors."""
-        attempt = 0
-        while True:
-            self._before_send(kind)
+        """A read: retried with exponential backoff on temporary errors of the venue. What the
+        guard refuses before sending (breaker open, rate limit, its state unreadable) ends the
+        retries at once: nothing left, and trying again would be refused the same way."""
+        refused: list[ExchangeError] = []
+
+        def attempt() -> T:
+            try:
+                self._before_send(kind)
+            except ExchangeError as exc:
+                refused.append(exc)
+                raise
             try:
                 result = fn()
-            except TemporaryExchangeError as exc:
-                self._count(exc)
-                if attempt >= self.runtime.read_retries:
-                    raise
-                self.runtime.sleep(self._backoff(attempt, exc))
-                attempt += 1
-                continue
             except ExchangeError as exc:
                 self._count(exc)
                 raise
             self._success()
             return result
+
+        retrying = Retrying(
+            retry=retry_if_exception(lambda exc: isinstance(exc, TemporaryExchangeError) and not refused),
+            stop=stop_after_attempt(self.runtime.read_retries + 1),
+            wait=lambda state: self._backoff(state.attempt_number - 1, state.outcome.exception()
+                                             if state.outcome else None),
+            sleep=self.runtime.sleep,
+            reraise=True,  # the last error as it is, not tenacity's RetryError
+        )
+        return retrying(attempt)
 
     def submit(self, send: Callable[[], T], lookup: Callable[[], T]) -> T:
         """Send an order once. If the answer is lost (timeout, 5xx, malformed reply), look
@@ -374,23 +394,39 @@ class Guard:
         return result
 
     def _settle(self, lookup: Callable[[], T], error: TemporaryExchangeError) -> T:
-        """The order was sent and its answer lost: find it, or say its fate is unknown."""
+        """The order was sent and its answer lost: find it, or say its fate is unknown.
+        Never sends it again: only ``lookup`` is retried, ``lookup_attempts`` times, each
+        after a back-off (the first too: the venue needs a moment to list it)."""
         not_found = 0
-        for attempt in range(self.runtime.lookup_attempts):
-            self.runtime.sleep(self._backoff(attempt, error))
+
+        def attempt() -> T:
+            nonlocal not_found
             try:
                 self.limiter.acquire("requests")
-            except (RateLimited, StoreUnavailable):
-                continue  # a look-up not made is a look-up that failed: the fate stays unknown
+            except StoreUnavailable as exc:
+                raise _LookupNotMade(str(exc)) from exc
+            # RateLimited: a look-up not made is a look-up that failed: the fate stays unknown
             try:
-                found = lookup()
+                return lookup()
             except OrderNotFound:
                 not_found += 1
-                continue
-            except ExchangeError:
-                # Any failed look-up (network, auth, ...) leaves the order's fate unknown:
-                # it must end as OrderStatusUnknown, never as an error that reads "not placed".
-                continue
+                raise
+            # Any failed look-up (network, auth, ...) leaves the order's fate unknown: it
+            # must end as OrderStatusUnknown, never as an error that reads "not placed".
+
+        self.runtime.sleep(self._backoff(0, error))  # before the first look-up too
+        retrying = Retrying(
+            retry=retry_if_exception_type((ExchangeError, _LookupNotMade)),
+            stop=stop_after_attempt(self.runtime.lookup_attempts),
+            # after look-up n (1-based), the back-off before look-up n + 1
+            wait=lambda state: self._backoff(state.attempt_number, error),
+            sleep=self.runtime.sleep,
+        )
+        try:
+            found = retrying(attempt)
+        except RetryError:
+            pass
+        else:
             self._success()
             return found
         seen = (f"the venue did not list it in {not_found} of {self.runtime.lookup_attempts} look-ups"
@@ -400,3 +436,8 @@ class Guard:
             f"({type(error).__name__}); {seen}; it will be settled by reconciliation",
             venue=self.venue, code="pending_confirmation",
         ) from error
+
+
+class _LookupNotMade(Exception):
+    """The limiter's state could not be read before a look-up: counted as a failed look-up."""
+

@@ -10,8 +10,15 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_fixed,
+)
 
 
 def redis_binary() -> str:
@@ -36,16 +43,17 @@ def free_port() -> int:
 
 
 def wait_ready(port: int, timeout: float = 10.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"redis-server on port {port} did not answer within {timeout}s")
+    def pong() -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+            s.sendall(b"PING\r\n")
+            if not s.recv(16).startswith(b"+PONG"):
+                raise ConnectionError("not ready")
+
+    try:
+        Retrying(retry=retry_if_exception_type(OSError), stop=stop_after_delay(timeout),
+                 wait=wait_fixed(0.05))(pong)
+    except RetryError:
+        raise RuntimeError(f"redis-server on port {port} did not answer within {timeout}s") from None
 
 
 def start(port: int, *, data_dir: Path | None = None, foreground: bool = False) -> subprocess.Popen | None:

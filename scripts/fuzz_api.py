@@ -33,6 +33,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_fixed,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -81,18 +89,19 @@ def _free_port() -> int:
 
 
 def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def answered() -> None:
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited with code {proc.returncode}")
         try:
             urllib.request.urlopen(url, timeout=1)
-            return
         except urllib.error.HTTPError:
             return  # it answers (401 without a token)
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+    try:
+        Retrying(retry=retry_if_exception_type(OSError), stop=stop_after_delay(timeout),
+                 wait=wait_fixed(0.1))(answered)
+    except RetryError:
+        raise RuntimeError(f"{url} did not answer within {timeout}s") from None
 
 
 def _stop(proc: subprocess.Popen | None) -> None:

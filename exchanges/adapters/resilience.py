@@ -140,6 +140,13 @@ class RateLimiter:
 
     ``acquire`` waits (up to ``max_wait``) for a slot; past that it raises RateLimited
     rather than letting a caller exceed the venue's limit.
+
+    The one limiter on an adapter's calls (ccxt's own throttle is off, see ccxt/base.py).
+    Kept rather than a library's because venues count in fixed windows on the clock
+    (Binance's used weight resets each minute), which these windows follow; pyrate-limiter's
+    Redis bucket is a sliding log (stricter than the venue: up to a minute's wait where the
+    venue admits), `limits`' fixed window starts at its first hit, and both read the wall
+    clock themselves, where this one takes the runtime's (tests run on a fake clock).
     """
 
     store: CounterStore
@@ -180,7 +187,14 @@ class RateLimiter:
 @dataclass
 class CircuitBreaker:
     """Opens after ``threshold`` consecutive failures, refuses calls for ``cooldown``
-    seconds, then lets one probe through (half-open): success closes it."""
+    seconds, then lets one probe through (half-open): success closes it. Its state is in
+    the store: on Redis, one breaker per account key for every worker process.
+
+    Not pybreaker: its Redis storage falls back to a default state (closed) when Redis
+    fails, where the Guard must refuse to send (GuardUnavailable); it keeps no reason for
+    the opening (shown to operators and in CircuitOpenError), reads the wall clock itself,
+    and wraps the call, where the Guard counts only the venue's failures after mapping
+    them (a refused order does not count) and records outside the call."""
 
     store: CounterStore
     key: str

@@ -82,6 +82,8 @@ class BinanceUserStream:
     def _build(self) -> Any:
         exchange = ccxt.pro.binanceusdm({
             "apiKey": self._credentials.reveal("api_key"), "secret": self._credentials.reveal("api_secret"),
+            # The stream's own calls (listenKey, subscriptions) do not go through the
+            # Guard: ccxt's throttle is the one limiter on this path.
             "enableRateLimit": True, "timeout": 10000,
             "options": {"defaultType": "swap", "fetchMarkets": {"types": ["linear"]}, "fetchCurrencies": False,
                         "adjustForTimeDifference": False, "disableFuturesSandboxWarning": True,

@@ -9,7 +9,9 @@ balance (https://docs.ccxt.com/#/README?id=order-structure), with no venue field
 from __future__ import annotations
 
 import copy
+import os
 import time
+import uuid
 from decimal import Decimal as D
 
 import ccxt
@@ -22,7 +24,7 @@ from exchanges.adapters.ccxt import BinanceUsdmTrader, CcxtTrader
 from exchanges.adapters.ccxt.wire import _exchange_class, _Markets
 from exchanges.adapters.errors import AuthenticationError, InsufficientFunds, OrderNotFound, UnknownSymbol
 from exchanges.adapters.registry import adapter_class, create_trader
-from exchanges.adapters.resilience import AdapterRuntime, MemoryStore
+from exchanges.adapters.resilience import AdapterRuntime, MemoryStore, RedisStore
 from tests.fakes.binance_server import FakeBinanceFutures
 
 DEAD_URL = "http://127.0.0.1:9"
@@ -187,3 +189,63 @@ def test_the_generic_base_refuses_what_its_markets_do_not_list(generic):
         D("0.001"), D("0.1"), D(5), 20)
     with pytest.raises(UnknownSymbol):
         generic.symbol_rules("ETH/USDT")
+
+
+# --------------------------------------------------------------------------- one throttle per call path
+def test_ccxts_own_throttle_is_off_even_when_config_asks_for_it(fake):
+    """The Guard's shared limiter governs every call; ccxt's per-instance throttle is not
+    stacked on it: at rateLimit 1500 ms, ccxt alone would make these calls take seconds."""
+    spec = binance_spec(fake, testnet=False)
+    spec.config["ccxt_options"] = {"rateLimit": 1500, "enableRateLimit": True}
+    creds = Credentials({"api_key": fake.api_key, "api_secret": fake.api_secret})
+    trader = create_trader(spec, credentials=creds, runtime=runtime())
+    try:
+        trader.get_balance()  # the markets, then the balance
+        before, started = fake.count(), time.monotonic()
+        for _ in range(3):
+            trader.get_balance()
+        assert time.monotonic() - started < 1.5
+        assert fake.count() - before == 3
+    finally:
+        trader.close()
+
+
+def test_two_traders_on_one_redis_share_the_venue_keys_rate_limit(fake):
+    """Two traders of one account, as in two worker processes (each its own Redis client):
+    the second's call waits for the next second's slot the first one used up."""
+    import redis
+
+    now = [1_000_000.25]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+        now[0] += seconds
+
+    prefix = f"test:{uuid.uuid4().hex}:"
+
+    def trader(store):
+        spec = binance_spec(fake, testnet=False)
+        spec.config["rate_limits"] = {"requests": {"per_second": 2, "per_minute": 1000}}
+        rt = AdapterRuntime(store=store, read_retries=0, sleep=sleep, clock=lambda: now[0])
+        return create_trader(spec, runtime=rt,
+                             credentials=Credentials({"api_key": fake.api_key, "api_secret": fake.api_secret}))
+
+    clients = [redis.Redis.from_url(os.environ["REDIS_URL"]) for _ in range(2)]
+    first, second = trader(RedisStore(clients[0], prefix=prefix)), trader(RedisStore(clients[1], prefix=prefix))
+    alone = trader(MemoryStore(clock=lambda: now[0]))
+    try:
+        first.get_balance()  # the markets and the balance: this second's two requests
+        assert slept == []
+        alone.get_balance()  # a limiter of its own would not know of them
+        assert slept == []
+        second.get_balance()
+        assert slept == [0.75]  # to the next second: the limit is the key's, not the process's
+    finally:
+        for t in (first, second, alone):
+            t.close()
+        keys = list(clients[0].scan_iter(match=prefix + "*"))
+        if keys:
+            clients[0].delete(*keys)
+        for c in clients:
+            c.close()

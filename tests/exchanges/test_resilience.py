@@ -308,6 +308,36 @@ def test_breaker_state_is_shared_through_redis(clock, redis_prefix):
     a.before_call()
 
 
+def _open_in_a_process(redis_url: str, prefix: str, key: str, results: Any) -> None:
+    cb = CircuitBreaker(store=RedisStore(redis.Redis.from_url(redis_url), prefix=prefix), key=key,
+                        threshold=2, cooldown=120)
+    cb.record_failure("NetworkError: timeout")
+    cb.record_failure("ExchangeUnavailable: 503")
+    results.put(cb.state())
+
+
+def test_a_breaker_opened_in_another_process_refuses_calls_here(redis_prefix):
+    """Breakers are shared across worker processes: one opened by another process (its
+    own interpreter, its own Redis connection) is open here, with its reason."""
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    key = f"binance_futures:{uuid.uuid4().hex}"
+    here = CircuitBreaker(store=RedisStore(_redis(), prefix=redis_prefix), key=key, threshold=2, cooldown=120)
+    here.before_call()
+    proc = ctx.Process(target=_open_in_a_process, args=(os.environ["REDIS_URL"], redis_prefix, key, results))
+    proc.start()
+    try:
+        assert results.get(timeout=120) == "open"
+    finally:
+        proc.join(timeout=30)
+    assert proc.exitcode == 0
+    assert here.state() == "open"
+    assert here.reason() == "ExchangeUnavailable: 503"
+    with pytest.raises(CircuitOpenError) as caught:
+        here.before_call()
+    assert 0 < caught.value.reopens_in <= 120
+
+
 # --------------------------------------------------------------------------- the Guard
 VENUE_CONFIG = {
     "rate_limits": {"orders": {"per_second": 100, "per_minute": 1000},

@@ -119,7 +119,12 @@ class CcxtTrader(OrderPlacement, OrderReads, AccountAndMarketData, MarketsMixin,
     # ------------------------------------------------------------------ construction
     def _new_exchange(self) -> Any:
         settings: dict[str, Any] = {
-            "enableRateLimit": True,
+            # One throttle per call path: every call of this trader goes through the Guard,
+            # whose rate limiter counts per venue key in Redis, across all worker processes
+            # (the venue counts per key, not per process). ccxt's own throttle is per
+            # instance: stacked on it, it would only add waits (several leased instances
+            # each pacing alone) without bounding what the processes send together.
+            "enableRateLimit": False,
             "timeout": self._timeout_ms,
             "options": json.loads(json.dumps(self.CCXT_OPTIONS)),
         }
@@ -127,10 +132,10 @@ class CcxtTrader(OrderPlacement, OrderReads, AccountAndMarketData, MarketsMixin,
             value = self.credentials.reveal(our_field)
             if value:
                 settings[ccxt_field] = value
-        for key, value in self._ccxt_extra.items():  # e.g. rateLimit, or options for a venue
+        for key, value in self._ccxt_extra.items():  # e.g. timeouts, or options for a venue
             if key == "options":
                 settings["options"].update(value)
-            elif key not in self.CREDENTIAL_FIELDS:
+            elif key not in self.CREDENTIAL_FIELDS and key != "enableRateLimit":  # see above
                 settings[key] = value
         exchange = _exchange_class(self.ccxt_id)(settings)
         if self.API_URL_PATHS:

@@ -317,6 +317,8 @@ class CcxtPublicMarket:
                         cls = getattr(ccxt, self.ccxt_id)
                     except AttributeError:
                         raise OperationalError(f"ccxt has no exchange {self.ccxt_id!r}") from None
+                    # Public market data for the simulation, outside the Guard (no
+                    # account key, no shared limiter): ccxt's throttle is its one limiter.
                     self._client = cls({"enableRateLimit": True, "timeout": self.timeout_ms,
                                         "options": {"defaultType": "swap", **self._options}})
         return self._client

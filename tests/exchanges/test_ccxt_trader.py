@@ -295,7 +295,8 @@ def test_registry_builds_it_from_the_config(fake, clock):
     try:
         assert isinstance(trader, BinanceUsdmTrader) and isinstance(trader, ExchangeTrader)
         assert trader.ccxt_id == "binanceusdm" and trader._exchange.timeout == 5000
-        assert trader._exchange.enableRateLimit is True
+        # One throttle per call path: the Guard's shared limiter, not ccxt's per-instance one too.
+        assert trader._exchange.enableRateLimit is False
     finally:
         trader.close()
 

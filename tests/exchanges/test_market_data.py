@@ -97,3 +97,19 @@ def test_agents_on_the_same_symbols_share_market_data(user, market):
     # candles + ticker per symbol, unless a tick crossed into a new interval mid-run
     assert stats["fetches"] <= 2 * 2 * 2
     assert stats["hits"] >= 10 * 2 * 2 - stats["fetches"]
+
+
+def test_a_reader_fetches_itself_when_the_lock_holder_never_lets_go(monkeypatch):
+    """A holder that died (or hangs) keeps readers waiting at most LOCK_WAIT."""
+    from django.core.cache import cache
+
+    monkeypatch.setattr(market_data, "LOCK_WAIT", 0.3)
+    stuck = cache.lock("md:test:stuck:lock", timeout=30)
+    assert stuck.acquire(blocking=False)
+    try:
+        started = time.monotonic()
+        assert market_data._single_flight("md:test:stuck", 60, lambda: "fetched") == "fetched"
+        assert 0.25 <= time.monotonic() - started < 3
+    finally:
+        stuck.release()
+        cache.delete("md:test:stuck")

@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our own static files
+    "django_filters",  # the API lists' query parameters (alpha_platform/web/api/filters.py)
     "django_celery_beat",
     "channels",
     "axes",  # the sign-in throttle (alpha_platform/web/login_throttle.py)
@@ -207,6 +208,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "alpha_platform.web.api.common.Pagination",
+    "DEFAULT_FILTER_BACKENDS": ["alpha_platform.web.api.filters.ListFilterBackend"],
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "alpha_platform.web.api.common.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["alpha_platform.web.api.common.UserThrottle"],

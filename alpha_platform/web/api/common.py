@@ -1,5 +1,5 @@
 """Shared pieces of the REST API: the error handler (one error style), pagination,
-per-user throttles, the money field, query-parameter helpers and schema helpers.
+per-user throttles, the money field, query values and schema helpers.
 
 This module imports no app (exchanges, risk, trading, agents): every app's views under
 alpha_platform/web/api/<app>/ import it, and it stays a leaf of the web layer. Nor does it import
@@ -13,17 +13,13 @@ Error style, everywhere:
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -210,85 +206,14 @@ class ApiModelSerializer(serializers.ModelSerializer):
 
 
 # --------------------------------------------------------------------------- query parameters
-# The largest value a database integer (BigAutoField, bigint) holds: beyond it SQLite raises
-# OverflowError and PostgreSQL a DataError, so a larger parameter is bad input, not a 500.
-DB_INT_MAX = 2**63 - 1
-
-
-def query_int(request, name: str, *, minimum: int | None = None, maximum: int | None = None,
-              default: int | None = None) -> int | None:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise exceptions.ValidationError({name: ["A whole number is required."]}) from None
-    if minimum is not None and value < minimum:
-        raise exceptions.ValidationError({name: [f"Must be at least {minimum}."]})
-    maximum = DB_INT_MAX if maximum is None else min(maximum, DB_INT_MAX)
-    if value > maximum:
-        raise exceptions.ValidationError({name: [f"Must be at most {maximum}."]})
-    return value
-
-
-def query_choice(request, name: str, choices: list[str] | tuple[str, ...]) -> str | None:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return None
-    if raw not in choices:
-        raise exceptions.ValidationError({name: [f"Choose one of: {', '.join(choices)}."]})
-    return raw
-
-
-def query_str(request, name: str, *, max_length: int = 64) -> str | None:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return None
-    if len(raw) > max_length:
-        raise exceptions.ValidationError({name: [f"At most {max_length} characters."]})
-    return raw
-
-
-def query_datetime(request, name: str) -> datetime | None:
-    """An ISO 8601 date or date-time; naive values are UTC."""
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return None
-    try:
-        value = parse_datetime(raw)
-        if value is None:
-            day = parse_date(raw)
-            value = datetime.combine(day, time.min) if day else None
-    except (ValueError, OverflowError):
-        value = None
-    if value is None:
-        raise exceptions.ValidationError({name: ["An ISO 8601 date or date-time is required."]})
-    if timezone.is_naive(value):
-        value = value.replace(tzinfo=UTC)
-    return value
-
-
-def days_ago(days: int) -> datetime:
-    return timezone.now() - timedelta(days=days)
-
-
-def int_param(name: str, description: str, *, minimum: int | None = 1, maximum: int | None = None,
-              **kwargs: Any) -> OpenApiParameter:
-    schema: dict[str, Any] = {"type": "integer"}
-    if minimum is not None:
-        schema["minimum"] = minimum
-    if maximum is not None:
-        schema["maximum"] = maximum
-    return OpenApiParameter(name, schema, OpenApiParameter.QUERY, description=description, **kwargs)
-
-
-def str_param(name: str, description: str, **kwargs: Any) -> OpenApiParameter:
-    return OpenApiParameter(name, OpenApiTypes.STR, OpenApiParameter.QUERY, description=description, **kwargs)
-
-
-def datetime_param(name: str, description: str) -> OpenApiParameter:
-    return OpenApiParameter(name, OpenApiTypes.DATETIME, OpenApiParameter.QUERY, description=description)
+# The lists' parameters are django-filter FilterSets (filters.py, <app>/filters.py). Another
+# view's parameters are a serializer, documented by ``extend_schema(parameters=[Query])``.
+def query_values(serializer_class: type[serializers.Serializer], request) -> dict[str, Any]:
+    """The request's query parameters as validated by ``serializer_class``; a bad value is a
+    400 naming the parameter. An empty value (``?days=``) counts as absent: the default."""
+    serializer = serializer_class(data={k: v for k, v in request.query_params.items() if v != ""})
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
 
 
 # --------------------------------------------------------------------------- schema

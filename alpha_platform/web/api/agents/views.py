@@ -14,6 +14,8 @@ from rest_framework.views import APIView
 
 from agents import selectors
 from agents.models import AgentConfig, Decision, LLMCredential
+from agents.services import agent_create, agent_delete, agent_pause, agent_resume, agent_update, llm_credential_set
+from alpha_platform.web.api.agents.filters import DecisionFilter
 from alpha_platform.web.api.agents.serializers import (
     AgentDetailSerializer,
     AgentRunSerializer,
@@ -23,16 +25,7 @@ from alpha_platform.web.api.agents.serializers import (
     DecisionSerializer,
     LLMCredentialSerializer,
 )
-from agents.services import agent_create, agent_delete, agent_pause, agent_resume, agent_update, llm_credential_set
-from alpha_platform.web.api.common import (
-    ServiceUnavailable,
-    datetime_param,
-    int_param,
-    query_choice,
-    query_datetime,
-    query_int,
-    str_param,
-)
+from alpha_platform.web.api.common import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -119,17 +112,13 @@ class AgentViewSet(viewsets.GenericViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(operation_id="decisions_list", tags=["decisions"], parameters=[
-        int_param("agent", "Only this agent's decisions."),
-        str_param("status", "Only decisions with this outcome.", enum=Decision.Status.values),
-        datetime_param("since", "Only decisions started at or after this time (ISO 8601)."),
-        datetime_param("until", "Only decisions started before this time (ISO 8601)."),
-    ]),
+    list=extend_schema(operation_id="decisions_list", tags=["decisions"]),
     retrieve=extend_schema(operation_id="decisions_retrieve", tags=["decisions"],
                            description="One decision in full: what the agent saw, the model's messages, each "
                                        "tool call with its risk verdict and order, tokens, cost and timings."),
 )
 class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    filterset_class = DecisionFilter  # the list's parameters, on top of the user's own decisions
     queryset = Decision.objects.none()
 
     def get_serializer_class(self):
@@ -142,13 +131,7 @@ class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         if self.action != "list":
             return Decision.objects.filter(owner=user).select_related("agent").prefetch_related(
                 "tool_calls__order__account", "tool_calls__order__risk_event", "tool_calls__risk_event")
-        return selectors.decisions(
-            user=user,
-            agent_id=query_int(self.request, "agent", minimum=1),
-            status=query_choice(self.request, "status", Decision.Status.values),
-            since=query_datetime(self.request, "since"),
-            until=query_datetime(self.request, "until"),
-        )
+        return selectors.decisions(user=user)
 
 
 class LLMCredentialView(APIView):

@@ -8,15 +8,9 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from alpha_platform.web.api.common import (
-    ApiModelSerializer,
-    datetime_param,
-    query_choice,
-    query_datetime,
-    query_str,
-    str_param,
-)
 from alpha_platform.common.config import get_config
+from alpha_platform.web.api.common import ApiModelSerializer
+from alpha_platform.web.api.risk.filters import RiskEventFilter
 from risk.models import KillSwitch, RiskEvent, RiskProfile
 from risk.services import actor_for_viewer, flatten_progress, risk_profile_update
 
@@ -120,36 +114,15 @@ class RiskEventSerializer(ApiModelSerializer):
 
 @extend_schema_view(
     list=extend_schema(operation_id="risk_events_list", tags=["risk"],
-                       description="The risk gate's verdicts and kill-switch events, newest first.",
-                       parameters=[
-                           str_param("kind", "Only this kind.", enum=RiskEvent.Kind.values),
-                           str_param("allowed", "true: only allowed; false: only rejected.",
-                                     enum=["true", "false"]),
-                           str_param("symbol", "Only this internal symbol, e.g. BTC/USDT."),
-                           datetime_param("since", "Only events at or after this time (ISO 8601)."),
-                       ]),
+                       description="The risk gate's verdicts and kill-switch events, newest first."),
     retrieve=extend_schema(operation_id="risk_events_retrieve", tags=["risk"]),
 )
 class RiskEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = RiskEventSerializer
+    filterset_class = RiskEventFilter  # the list's parameters, on top of the user's own events
     queryset = RiskEvent.objects.none()
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return RiskEvent.objects.none()
-        qs = RiskEvent.objects.filter(user=self.request.user)
-        if self.action != "list":
-            return qs
-        kind = query_choice(self.request, "kind", RiskEvent.Kind.values)
-        allowed = query_choice(self.request, "allowed", ["true", "false"])
-        symbol = query_str(self.request, "symbol", max_length=32)
-        since = query_datetime(self.request, "since")
-        if kind:
-            qs = qs.filter(kind=kind)
-        if allowed:
-            qs = qs.filter(allowed=allowed == "true")
-        if symbol:
-            qs = qs.filter(symbol=symbol)
-        if since:
-            qs = qs.filter(created_at__gte=since)
-        return qs.order_by("-created_at", "-id")
+        return RiskEvent.objects.filter(user=self.request.user).order_by("-created_at", "-id")

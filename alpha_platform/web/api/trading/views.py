@@ -18,32 +18,21 @@ Every order goes through ``trading.services.order_submit`` and its risk gate. An
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from alpha_platform.web.api.common import (
-    OrderThrottle,
-    UserThrottle,
-    datetime_param,
-    days_ago,
-    error_body,
-    int_param,
-    query_choice,
-    query_datetime,
-    query_int,
-    query_str,
-    str_param,
-)
 from alpha_platform.common.errors import ApplicationError
+from alpha_platform.web.api.common import OrderThrottle, UserThrottle, error_body, query_values
 from alpha_platform.web.api.exchanges.views import venue_display_name
-from trading import selectors
-from trading.models import Order, Position
+from alpha_platform.web.api.trading.filters import EquityQuery, OrderFilter, PnlQuery, PositionFilter
 from alpha_platform.web.api.trading.serializers import (
     BalanceSerializer,
     EquityCurveSerializer,
@@ -56,6 +45,8 @@ from alpha_platform.web.api.trading.serializers import (
     PnlSerializer,
     PositionSerializer,
 )
+from trading import selectors
+from trading.models import Order, Position
 from trading.services import (
     SubmitResult,
     kill_switch_lift,
@@ -165,32 +156,18 @@ class BalanceView(APIView):
 # --------------------------------------------------------------------------- positions
 @extend_schema_view(
     list=extend_schema(operation_id="positions_list", tags=["dashboard"],
-                       description="Your positions with per-venue detail (open ones unless status says otherwise).",
-                       parameters=[
-                           str_param("status", "open (default), closed, liquidated or all.",
-                                     enum=["open", "closed", "liquidated", "all"]),
-                           str_param("venue", "Only positions on this venue."),
-                           int_param("account", "Only positions of this exchange account."),
-                           str_param("symbol", "Only this internal symbol, e.g. BTC/USDT."),
-                       ]),
+                       description="Your positions with per-venue detail (open ones unless status says otherwise)."),
     retrieve=extend_schema(operation_id="positions_retrieve", tags=["dashboard"]),
 )
 class PositionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = PositionSerializer
+    filterset_class = PositionFilter  # the list's parameters, on top of the user's own positions
     queryset = Position.objects.none()
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Position.objects.none()
-        user = self.request.user
-        if self.action != "list":
-            return Position.objects.filter(owner=user).select_related("account")
-        return selectors.positions(
-            user=user,
-            status=query_choice(self.request, "status", ["open", "closed", "liquidated", "all"]) or "open",
-            venue=query_str(self.request, "venue", max_length=32),
-            account_id=query_int(self.request, "account", minimum=1),
-            symbol=query_str(self.request, "symbol", max_length=32))
+        return Position.objects.filter(owner=self.request.user).select_related("account")
 
     @extend_schema(operation_id="positions_close", tags=["dashboard"], request=None, responses=SUBMIT_RESPONSES,
                    description="Close the whole position with a reduce-only market order, through the risk "
@@ -209,20 +186,12 @@ class PositionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
 # --------------------------------------------------------------------------- orders
 @extend_schema_view(
-    list=extend_schema(operation_id="orders_list", tags=["orders"], parameters=[
-        str_param("status", "Only orders in this status.", enum=Order.Status.values),
-        str_param("open", "true: only open orders (pending, new, partially filled, unknown).",
-                  enum=["true", "false"]),
-        int_param("account", "Only orders of this exchange account."),
-        str_param("venue", "Only orders on this venue."),
-        str_param("symbol", "Only this internal symbol, e.g. BTC/USDT."),
-        str_param("source", "Only orders from this source.", enum=Order.Source.values),
-        datetime_param("since", "Only orders created at or after this time (ISO 8601)."),
-    ]),
+    list=extend_schema(operation_id="orders_list", tags=["orders"]),
     retrieve=extend_schema(operation_id="orders_retrieve", tags=["orders"]),
 )
 class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = OrderSerializer
+    filterset_class = OrderFilter  # the list's parameters, on top of the user's own orders
     queryset = Order.objects.none()
 
     def get_throttles(self):
@@ -233,25 +202,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Order.objects.none()
-        user = self.request.user
-        if self.action != "list":
-            return Order.objects.filter(owner=user).select_related("account", "risk_event")
-        qs = selectors.orders(
-            user=user,
-            status=query_choice(self.request, "status", Order.Status.values),
-            account_id=query_int(self.request, "account", minimum=1),
-            symbol=query_str(self.request, "symbol", max_length=32),
-            source=query_choice(self.request, "source", Order.Source.values),
-            since=query_datetime(self.request, "since"),
-        )
-        venue = query_str(self.request, "venue", max_length=32)
-        if venue:
-            qs = qs.filter(account__venue=venue)
-        open_only = query_choice(self.request, "open", ["true", "false"])
-        if open_only:
-            qs = qs.filter(status__in=Order.OPEN_STATUSES) if open_only == "true" else qs.exclude(
-                status__in=Order.OPEN_STATUSES)
-        return qs
+        return selectors.orders(user=self.request.user)
 
     @extend_schema(
         operation_id="orders_create", tags=["orders"], request=OrderCreateSerializer,
@@ -281,21 +232,21 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 # --------------------------------------------------------------------------- equity and PnL
 class EquityView(APIView):
     @extend_schema(operation_id="equity_retrieve", tags=["dashboard"], responses=EquityCurveSerializer,
-                   parameters=[int_param("days", "How far back, 1 to 90 days (default 7).", maximum=90)],
+                   parameters=[EquityQuery],
                    description="Equity over time, per account and in total, for charts.")
     def get(self, request):
-        since = days_ago(query_int(request, "days", minimum=1, maximum=90, default=7))
+        since = timezone.now() - timedelta(days=query_values(EquityQuery, request)["days"])
         curve = selectors.equity_curve(user=request.user, since=since)
         return Response(EquityCurveSerializer({"since": since, **curve}).data)
 
 
 class PnlView(APIView):
     @extend_schema(operation_id="pnl_retrieve", tags=["dashboard"], responses=PnlSerializer,
-                   parameters=[int_param("days", "Days of daily PnL, 1 to 365 (default 30).", maximum=365)],
+                   parameters=[PnlQuery],
                    description="Today's PnL against the daily loss limit, realized PnL by day, and PnL by "
                                "account.")
     def get(self, request):
-        days = query_int(request, "days", minimum=1, maximum=365, default=30)
+        days = query_values(PnlQuery, request)["days"]
         user = request.user
         data = {"today": selectors.pnl_today(user=user), "by_day": selectors.pnl_by_day(user=user, days=days),
                 "by_account": selectors.pnl_by_account(user=user)}

@@ -66,7 +66,6 @@ class DecisionState(TypedDict):
     inp: DecisionInput
     max_rounds: int
     tools: list[dict[str, Any]]
-    schemas: dict[str, dict[str, Any]]
     prices: dict[str, Decimal]
     context: dict[str, Any]
     market_snapshot: dict[str, Any]
@@ -307,8 +306,8 @@ def _execute_tools(state: DecisionState, runtime: Runtime[_Deps]) -> dict[str, A
         elif position >= MAX_CALLS_PER_ROUND:
             record.result = {"error": f"too many tool calls in one round (max {MAX_CALLS_PER_ROUND})"}
         else:
-            checked = ts.validate_call(call.name, call.arguments, schemas=state["schemas"], symbols=inp.symbols,
-                                       prices=state["prices"], max_leverage=inp.max_leverage, kind=call.kind)
+            checked = ts.validate_call(call.name, call.arguments, symbols=inp.symbols, prices=state["prices"],
+                                       max_leverage=inp.max_leverage, kind=call.kind)
             record.arguments = checked.arguments
             if not checked.ok:
                 record.result = {"error": checked.error}
@@ -316,7 +315,7 @@ def _execute_tools(state: DecisionState, runtime: Runtime[_Deps]) -> dict[str, A
                 record.status, record.result = ToolCallStatus.OK, {"held": True}
             else:
                 request = ToolCallRequest(index=index, round=round_no, call_id=call.id, name=call.name,
-                                          arguments=dict(checked.arguments))
+                                          arguments=dict(checked.arguments), params=checked.params)
                 halted = _halted(inp, deps)
                 if not halted:
                     record.status = ToolCallStatus.PENDING
@@ -515,7 +514,7 @@ def run_decision(inp: DecisionInput, *, provider: ContextProvider, executor: Too
         max_rounds = max(1, min(int(inp.max_tool_rounds), MAX_TOOL_ROUNDS_CAP))
         tools = ts.build_tools(inp.symbols, max(1, int(inp.max_leverage)))
         state: DecisionState = {
-            "inp": inp, "max_rounds": max_rounds, "tools": tools, "schemas": ts.tool_schemas(tools),
+            "inp": inp, "max_rounds": max_rounds, "tools": tools,
             "prices": {}, "context": {}, "market_snapshot": {}, "messages": [], "raw_replies": [],
             "pending": [], "final_text": "", "records": [], "prompt_tokens": 0, "completion_tokens": 0,
             "cost": Decimal("0"), "llm_calls": 0, "rounds": 0, "model": "", "stop": "", "error": "",

@@ -260,7 +260,8 @@ def _validate(name: str, raw_arguments: str | None, *, symbols: Sequence[str], p
                                     f"{clip(str(kind), 40)!r}")
     model = TOOL_MODELS.get(name) if isinstance(name, str) else None
     if model is None:
-        return Validated(False, {}, f"unknown tool {clip(str(name), 64)!r}; available: {', '.join(sorted(TOOL_MODELS))}")
+        return Validated(False, {}, f"unknown tool {clip(str(name), 64)!r}; "
+                                    f"available: {', '.join(sorted(TOOL_MODELS))}")
     text = (raw_arguments or "").strip() or "{}"
     if len(text) > MAX_ARGUMENTS_CHARS:
         return Validated(False, {}, f"arguments are longer than {MAX_ARGUMENTS_CHARS} characters")

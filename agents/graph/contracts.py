@@ -15,6 +15,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from agents.graph.tool_args import ToolArgs
+
 
 class DecisionStatus(StrEnum):
     """Mirrors ``agents.models.Decision.Status`` (minus running/skipped, which the service owns)."""
@@ -133,8 +135,10 @@ class ToolCallRequest:
     """A validated tool call handed to the executor.
 
     ``arguments`` is the model's JSON object after validation (every schema key present,
-    unused ones null, numbers as JSON numbers). ``index`` is unique within the decision
-    (``ToolCall.index``), ``round`` is the tool round (0-based), ``call_id`` the model's id.
+    unused ones null, numbers as JSON numbers); ``params`` the same arguments typed, as the
+    tool's model (``agents.graph.tool_args``: money as Decimal read from the JSON text).
+    ``index`` is unique within the decision (``ToolCall.index``), ``round`` is the tool round
+    (0-based), ``call_id`` the model's id.
     """
 
     index: int
@@ -142,9 +146,14 @@ class ToolCallRequest:
     call_id: str
     name: str
     arguments: Mapping[str, Any]
+    params: ToolArgs | None = None
 
     def decimal(self, key: str) -> Decimal | None:
-        """An argument as a Decimal (via its text, so 0.1 stays 0.1), or None if null/absent."""
+        """An argument as a Decimal, or None if null/absent: the typed value when ``params``
+        is given (exactly what the model wrote), else via the value's text (0.1 stays 0.1)."""
+        if self.params is not None and key in type(self.params).model_fields:
+            typed = getattr(self.params, key)
+            return None if typed is None else Decimal(typed)
         value = self.arguments.get(key)
         if value is None or isinstance(value, bool):
             return None

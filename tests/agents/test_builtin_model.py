@@ -12,7 +12,7 @@ import pytest
 from agents.graph import indicators as ind
 from agents.graph import prompt as pr
 from agents.graph.contracts import AccountSnapshot, MarketSnapshot, PositionInfo
-from agents.graph.toolspec import build_tools, tool_schemas, validate_call
+from agents.graph.toolspec import build_tools, validate_call
 from agents.llm import BuiltinModel
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -64,9 +64,8 @@ def calls(reply):
 
 
 def assert_valid(reply, prices):
-    schemas = tool_schemas(TOOLS)
     for c in reply.tool_calls:
-        checked = validate_call(c.name, c.arguments, schemas=schemas, symbols=SYMBOLS, prices=prices, max_leverage=3)
+        checked = validate_call(c.name, c.arguments, symbols=SYMBOLS, prices=prices, max_leverage=3)
         assert checked.ok, checked.error
 
 

@@ -54,7 +54,8 @@ RUN mkdir -p /app/var \
 USER alpha
 EXPOSE 8000
 # Every service overrides the command (docker-compose.yml); the default is the web process.
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "alpha_platform.asgi:application"]
+# gunicorn with one uvicorn worker per core (WEB_CONCURRENCY overrides): alpha_platform/gunicorn_conf.py.
+CMD ["gunicorn", "-c", "python:alpha_platform.gunicorn_conf", "-b", "0.0.0.0:8000", "alpha_platform.asgi:application"]
 
 # ---------------------------------------------------------------------------------------
 # Stage "proxy": nginx with the collected static files (deploy/nginx.conf).

@@ -66,7 +66,6 @@ except CredentialsError as exc:
     raise ImproperlyConfigured(exc.message) from None
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -189,7 +188,7 @@ STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [d for d in [BASE_DIR / "static"] if d.exists()]
 # chart.js, installed by `make install` (npm ci) from package-lock.json, never committed.
 STATICFILES_DIRS += [("vendor/chart.js", d) for d in [BASE_DIR / "node_modules" / "chart.js" / "dist"] if d.exists()]
-# daphne serves no static files by itself: the ASGI app does it in development, or when
+# The ASGI servers serve no static files by themselves: the ASGI app does it in development, or when
 # SERVE_STATIC is set (a single-container deployment; behind a proxy, let it serve them).
 SERVE_STATIC = env.bool("SERVE_STATIC", default=DEBUG)
 

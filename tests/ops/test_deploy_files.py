@@ -58,8 +58,8 @@ def test_the_services(compose):
     assert services["postgres"]["image"].startswith("postgres:")
     assert services["redis"]["image"].startswith("redis:")
     assert "--appendonly" in _command(services["redis"]) and "noeviction" in _command(services["redis"])
-    assert _command(services["web"]).startswith("daphne -b 0.0.0.0 -p 8000") and \
-        "alpha_platform.asgi:application" in _command(services["web"])
+    assert _command(services["web"]).startswith("gunicorn -c python:alpha_platform.gunicorn_conf -b 0.0.0.0:8000") \
+        and _command(services["web"]).endswith("alpha_platform.asgi:application")
     assert "migrate --noinput" in _command(services["migrate"])
     assert services["migrate"]["restart"] == "no"
     assert "celery -A alpha_platform beat" in _command(services["beat"])
@@ -194,7 +194,7 @@ def test_docs_and_systemd_units_describe_the_same_processes(compose):
             unit_text = (UNITS / unit).read_text()
             compose_cmd = _command(compose["services"][service])
             # The same program and arguments as the compose service.
-            for marker in ("daphne", "worker", "beat", "migrate", "venue_streams", "-Q decisions", "-Q reconcile,celery",
+            for marker in ("gunicorn", "python:alpha_platform.gunicorn_conf", "worker", "beat", "migrate", "venue_streams", "-Q decisions", "-Q reconcile,celery",
                            "--pool threads", "alpha_platform.asgi:application"):
                 if marker in compose_cmd:
                     assert marker in unit_text, (unit, marker)

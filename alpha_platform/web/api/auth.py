@@ -87,7 +87,10 @@ def api_token_authenticate(key: str):
     if not key or len(key) > 200:
         return None
     digest = _hash(key)
-    for token in ApiToken.objects.filter(key_prefix=key[:PREFIX_LENGTH], revoked_at__isnull=True).select_related("user"):
+    # No ordering: the model's default one would be compiled (and sorted) on every request,
+    # and the hash picks the one row anyway.
+    candidates = ApiToken.objects.filter(key_prefix=key[:PREFIX_LENGTH], revoked_at__isnull=True)
+    for token in candidates.select_related("user").order_by():
         if hmac.compare_digest(token.key_hash, digest):
             now = timezone.now()
             if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:

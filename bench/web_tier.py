@@ -9,7 +9,7 @@ three endpoints in the same run:
   positions  GET /api/positions/: the positions list (3 open positions, paginated)
 
     .venv/bin/python bench/web_tier.py [--quick] [--workers N] [--connections 32]
-        [--duration 10] [--database-url postgres://...]
+        [--duration 10] [--database-url postgres://...] [--server daphne]
 
 Production-like settings (ALPHA_ENV=production, DEBUG off, JSON logs at WARNING), SQLite in
 a temp dir by default, PostgreSQL when --database-url (or DATABASE_URL) is given, an
@@ -56,7 +56,7 @@ def seed() -> str:
 
     from _common import make_paper_account, make_user
 
-    from alpha_platform.api_auth import api_token_create
+    from alpha_platform.web.api.auth import api_token_create
     from trading.services import order_submit
 
     user = make_user("bench")
@@ -104,9 +104,11 @@ def server_pids(master: subprocess.Popen) -> list[int]:
     return pids
 
 
-def start_server(bench: Bench, workers: int) -> tuple[subprocess.Popen, str]:
+def start_server(bench: Bench, workers: int, server: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = bench.spawn([str(BIN / SERVER[0]), *SERVER[1:], "-b", f"127.0.0.1:{port}", APP],
+    command = ([str(BIN / SERVER[0]), *SERVER[1:], "-b", f"127.0.0.1:{port}", APP] if server == "gunicorn" else
+               [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), APP])  # the earlier layout
+    proc = bench.spawn(command,
                        env={"WEB_CONCURRENCY": str(workers), "PYTHONPATH": str(Path(__file__).parent)},
                        log="web.log")
     url = f"http://127.0.0.1:{port}"
@@ -116,7 +118,7 @@ def start_server(bench: Bench, workers: int) -> tuple[subprocess.Popen, str]:
             raise RuntimeError(f"the server exited ({proc.returncode}): {(bench.tmp / 'web.log').read_text()[-3000:]}")
         try:
             urllib.request.urlopen(url + ENDPOINTS["bare"], timeout=1)
-            if len(server_pids(proc)) > workers:  # every worker is up
+            if server == "daphne" or len(server_pids(proc)) > workers:  # every worker is up
                 return proc, url
         except (OSError, urllib.error.URLError):
             pass
@@ -193,11 +195,13 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=None, help="server workers (default: one per core)")
     parser.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections")
     parser.add_argument("--duration", type=float, default=None, help="seconds per endpoint and round")
+    parser.add_argument("--server", choices=["gunicorn", "daphne"], default="gunicorn",
+                        help="gunicorn: the production layout; daphne: the earlier one (one process)")
     parser.add_argument("--python-client", action="store_true", help="use the Python client even if wrk is there")
     args = parser.parse_args()
     if args.database_url is None and os.environ.get("DATABASE_URL", "").startswith("postgres"):
         args.database_url = os.environ["DATABASE_URL"]
-    workers = args.workers or len(os.sched_getaffinity(0))
+    workers = 1 if args.server == "daphne" else args.workers or len(os.sched_getaffinity(0))
     duration = args.duration or (4.0 if args.quick else 10.0)
     rounds = args.repeats or 2
     cpu_n = 200 if args.quick else 600
@@ -211,14 +215,15 @@ def main() -> int:
         "API_THROTTLE_USER": "100000/s",
     }
     with Bench("web_tier", args, extra_env=production) as bench:
-        bench.header(f"gunicorn + {workers} uvicorn workers, {args.connections} connections, "
+        layout = f"gunicorn + {workers} uvicorn workers" if args.server == "gunicorn" else "daphne, one process"
+        bench.header(f"{layout}, {args.connections} connections, "
                      f"{'wrk -t1' if use_wrk else 'Python client (wrk not found: apt-get install wrk)'}")
         key = seed()
         cpu = in_process_cpu(key, cpu_n, 5)
         from django.db import connections
 
         connections.close_all()
-        server, url = start_server(bench, workers)
+        server, url = start_server(bench, workers, args.server)
         drive = run_wrk if use_wrk else run_python_client
         for path in ENDPOINTS.values():  # warm every worker's caches and connections
             drive(url + path, key, connections=args.connections, duration=1)
@@ -255,10 +260,11 @@ def main() -> int:
                      for n, r in results.items()])
         print(f"\nIn-process CPU: best of 5 rounds of {cpu_n} test-client requests (median of the rounds: "
               + ", ".join(f"{n} {c['median_ms']:.2f}" for n, c in cpu.items()) + " ms)")
-        bench.results.update({"workers": workers, "connections": args.connections, "duration_s": duration,
+        bench.results.update({"server": args.server, "workers": workers, "connections": args.connections, "duration_s": duration,
                               "rounds": rounds, "load_generator": "wrk -t1" if use_wrk else "python",
                               "endpoints": results})
-        bench.write_results("pg" if args.database_url else "")
+        bench.write_results("-".join(([] if args.server == "gunicorn" else ["daphne"])
+                                     + (["pg"] if args.database_url else [])))
     return 0
 
 

@@ -44,6 +44,10 @@ class Worker(UvicornWorker):
                      "proxy_headers": False, "server_header": False}
 
 
+# PostgreSQL through a connection pool per worker, not per-thread persistent connections
+# (alpha_platform/settings.py, DB_POOL): read by the workers, which import the settings.
+os.environ.setdefault("DB_POOL", "true")
+
 worker_class = "alpha_platform.gunicorn_conf.Worker"
 workers = int(os.environ.get("WEB_CONCURRENCY") or _default_workers())
 # A worker that has not reported for this long is restarted (uvicorn reports from its loop,

@@ -127,11 +127,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests get a file, not shared-cache memory, so concurrent tests lock as production does.
     # One file per test process, so concurrent runs never share (or delete) each other's.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test_db_{os.getpid()}.sqlite3")}
-elif env.bool("DB_POOL", default=PRODUCTION):
-    # Under ASGI every request runs its sync code in a thread of its own, so per-thread
-    # persistent connections (CONN_MAX_AGE) are never reused and pile up until the server
-    # refuses more: each web worker keeps a small psycopg pool instead, shared by its
-    # threads, each connection checked before it is handed out.
+elif env.bool("DB_POOL", default=False):
+    # The web server's workers (alpha_platform/gunicorn_conf.py turns this on): under ASGI
+    # every request runs its sync code in a thread of its own, so per-thread persistent
+    # connections (CONN_MAX_AGE) are never reused and pile up until the server refuses
+    # more. Each worker keeps a small psycopg pool instead, shared by its threads, each
+    # connection checked before it is handed out. (Celery's threads keep one connection
+    # each for a whole task: they stay on persistent connections.)
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1, "max_size": env.int("DB_POOL_MAX_SIZE", default=8), "timeout": 10,

@@ -67,7 +67,7 @@ def llm(settings):
 
 @pytest.fixture
 def binance(monkeypatch):
-    """The fake Binance USD-M server (tests/fakes/binance_server.py) that ccxt really talks
+    """The fake Binance USD-M server (tests/fakes/binance_server/) that ccxt really talks
     to, with the configured venue URLs pointed at it; accounts use its ``api_key`` and
     ``api_secret``."""
     from alpha_platform.common.config import clear_config_cache

@@ -16,7 +16,7 @@ from exchanges.adapters.base import OrderStatus
 from exchanges.adapters.paper import PaperStore
 from exchanges.models import PaperAccountState
 from exchanges.paper_store import DjangoPaperStore
-from tests.exchanges.test_paper_engine import BTC, Clock, ScriptedMarket, make_trader
+from tests.exchanges.paper.support import BTC, Clock, ScriptedMarket, make_trader
 from tests.factories import make_account
 
 

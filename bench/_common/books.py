@@ -41,8 +41,6 @@ class LiveBookStore:
 
     def delete(self, account_ref):
         self._books.pop(account_ref, None)
-
-
 STORES = ("engine", "memory", "django")
 
 

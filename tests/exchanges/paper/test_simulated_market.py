@@ -27,8 +27,6 @@ from tests.exchanges.paper.support import (
 
 # --------------------------------------------------------------------------- the simulated market
 SIM_SYMBOLS = PAPER["parameters"]["market_data"]["symbols"]
-
-
 SEED = PAPER["parameters"]["market_data"]["seed"]
 
 

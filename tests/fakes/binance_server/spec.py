@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 D0 = Decimal("0")
-
-
 SYMBOLS: dict[str, dict[str, str]] = {
     # Figures as Binance publishes them for these perpetuals.
     "BTCUSDT": {"base": "BTC", "tick": "0.10", "step": "0.001", "min_qty": "0.001",
@@ -27,24 +25,16 @@ SYMBOLS: dict[str, dict[str, str]] = {
                 "price_precision": "4", "qty_precision": "0", "mark": "150.0000",
                 "max_leverage": "75"},
 }
-
-
 PUBLIC_PATHS = {
     "/fapi/v1/ping", "/fapi/v1/time", "/fapi/v1/exchangeInfo", "/fapi/v1/ticker/24hr",
     "/fapi/v1/ticker/price", "/fapi/v2/ticker/price", "/fapi/v1/ticker/bookTicker",
     "/fapi/v1/premiumIndex", "/fapi/v1/klines", "/fapi/v1/depth",
 }
-
-
 MAINT_MARGIN_RATE = Decimal("0.004")
-
-
 INTERVAL_MS = {"1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
                "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000,
                "8h": 28_800_000, "12h": 43_200_000, "1d": 86_400_000, "3d": 259_200_000,
                "1w": 604_800_000, "1M": 2_592_000_000}
-
-
 FAULTS = {"timeout", "drop", "500", "502", "503", "429", "malformed_json",
           "accept_then_drop", "accept_then_500", "accept_then_timeout", "accept_late"}
 

@@ -9,11 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 D0 = Decimal("0")
-
-
 FAULTS = ("timeout", "http500", "http429", "malformed", "lost", "lost_500", "lost_timeout", "late")
-
-
 DEFAULT_ASSETS: tuple[dict[str, Any], ...] = (
     {"name": "BTC", "szDecimals": 5, "maxLeverage": 40, "mark": "65000", "prevDayPx": "64000",
      "funding": "0.0000125"},
@@ -22,8 +18,6 @@ DEFAULT_ASSETS: tuple[dict[str, Any], ...] = (
     {"name": "SOL", "szDecimals": 2, "maxLeverage": 20, "mark": "150", "prevDayPx": "150",
      "funding": "-0.000005"},
 )
-
-
 INTERVAL_MS = {"1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
                "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "8h": 28_800_000,
                "12h": 43_200_000, "1d": 86_400_000, "3d": 259_200_000, "1w": 604_800_000,

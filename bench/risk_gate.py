@@ -181,8 +181,7 @@ def bench_gate(user, account, n: int, small: bool) -> dict:
 TOP_LEVEL = [("orders", "trader_for_account", "build trader"),
              ("orders", "live_read", "live_read (no lock)"),
              ("PaperTrader", "place_order", "venue place_order"),
-             ("orders", "order_apply_result", "order_apply_result"),
-             ("orders", "_sync_positions_after", "positions + balance read/record after the fill")]
+             ("orders", "_record_placed", "record: position + balance read, result, fills, fold")]
 OTHER = "rest: validate, the locked block (below), Order save, ..."
 def bench_submit(user, account, n: int, small: bool, offset: int) -> dict:
     import trading.services.orders as orders_mod
@@ -194,6 +193,7 @@ def bench_submit(user, account, n: int, small: bool, offset: int) -> dict:
     probe = Probe()
     for owner, name, label in TOP_LEVEL:
         probe.wrap({"orders": orders_mod, "PaperTrader": PaperTrader}[owner], name, label)
+    probe.wrap(orders_mod, "order_apply_result", "  order_apply_result (in the record)")
     probe.wrap(orders_mod, "risk_snapshot", "  risk_snapshot (in the lock)")
     probe.wrap(orders_mod, "check_pre_trade", "  check_pre_trade (in the lock)")
     probe.wrap(orders_mod, "risk_event_record", "  risk_event_record (in the lock)")

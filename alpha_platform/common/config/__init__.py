@@ -1,17 +1,17 @@
 """Typed configuration: pydantic models of config/exchanges.yaml (``platform``, ``venue``)
 and of config/llm_pricing.yaml (``pricing``), loaded and validated by ``loader``.
 
-Django-free at import (the exchange adapters import it); ``get_config()`` alone reads
-Django settings, when called.
+Django-free at import (the exchange adapters may import it); ``current.get_config()``
+alone reads Django settings, when called. Code below the apps that must not even name
+Django statically (the decision graph) imports the submodules, not this package.
 """
 
+from alpha_platform.common.config.current import clear_config_cache, get_config
 from alpha_platform.common.config.loader import (
     ENVIRONMENTS,
     PlatformConfig,
     _interpolate,
-    clear_config_cache,
     deep_merge,
-    get_config,
     load_config,
     validate,
 )

@@ -4,8 +4,9 @@ The file is validated once, when a process first asks for it (``get_config()``, 
 per file and ALPHA_ENV; ``check_config`` loads it on purpose): the base as written, then
 each environment's merged result, every fault named with its path in the file.
 
-No Django imports at module level, so adapters and scripts can use it; the cached
-``get_config()`` reads the path and environment from Django settings.
+No Django here (adapters, scripts and the decision graph use it): the process's cached
+``get_config()``, which reads the path and ALPHA_ENV from Django settings, is in
+``alpha_platform.common.config.current``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +130,7 @@ def _raise(problems: list[tuple[PathT, str, str | None]]) -> None:
     raise ConfigError(message, extra={
         "path": format_path(problems[0][0]),
         "environment": problems[0][2],
-        "problems": [{"path": format_path(p), "message": line} for (p, _, _), line in zip(problems, lines)],
+        "problems": [{"path": format_path(p), "message": line} for (p, _, _), line in zip(problems, lines, strict=True)],
     })
 
 
@@ -200,6 +200,10 @@ class PlatformConfig:
         self.venue(name)
         return copy.deepcopy(self.raw["exchanges"][name])
 
+    def parameters_as_written(self, venue: str) -> dict[str, Any]:
+        """The venue's validated ``parameters`` with the values as written (the API shows them)."""
+        return dict(self.venue_block(venue).get("parameters") or {})
+
     def display_name(self, venue: str) -> str:
         return self.venue(venue).display_name
 
@@ -257,18 +261,3 @@ def load_config(
     merged = deep_merge({k: v for k, v in document.items() if k != "environments"}, overrides)
     return PlatformConfig(model=models.get(environment) or models[""], raw=merged,
                           environment=environment, source=path)
-
-
-@lru_cache(maxsize=4)
-def _cached(path: str, environment: str) -> PlatformConfig:
-    return load_config(path, environment=environment)
-
-
-def get_config() -> PlatformConfig:
-    from django.conf import settings
-
-    return _cached(str(Path(settings.ALPHA_CONFIG_DIR) / "exchanges.yaml"), settings.ALPHA_ENV)
-
-
-def clear_config_cache() -> None:
-    _cached.cache_clear()

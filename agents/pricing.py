@@ -9,37 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
+from alpha_platform.common.config.pricing import PricingFile, load_pricing_file, validate_pricing
+from alpha_platform.common.errors import ConfigError
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "llm_pricing.yaml"
 COST_PLACES = Decimal("0.000000001")  # 1e-9 USD: well inside Decision.cost_usd's 12 places
 
 
 class PricingConfigError(ValueError):
-    """The pricing file is missing or malformed."""
+    """The pricing file is missing or malformed (the message names the path and the reason)."""
 
 
 @dataclass(frozen=True)
 class ModelPrice:
     input: Decimal  # USD per `per_tokens` prompt tokens
     output: Decimal  # USD per `per_tokens` completion tokens
-
-
-def _price(value: Any, where: str) -> ModelPrice:
-    if not isinstance(value, Mapping) or set(value) != {"input", "output"}:
-        raise PricingConfigError(f"{where}: give exactly `input` and `output` prices")
-    try:
-        price = ModelPrice(Decimal(str(value["input"])), Decimal(str(value["output"])))
-    except (InvalidOperation, ValueError):
-        raise PricingConfigError(f"{where}: prices must be numbers") from None
-    if not (price.input.is_finite() and price.output.is_finite()) or price.input < 0 or price.output < 0:
-        raise PricingConfigError(f"{where}: prices must be finite and not negative")
-    return price
 
 
 class PricingTable:
@@ -52,21 +41,16 @@ class PricingTable:
 
     @classmethod
     def from_dict(cls, data: Any) -> PricingTable:
-        if not isinstance(data, Mapping):
-            raise PricingConfigError("the pricing file must be a mapping")
-        models = data.get("models") or {}
-        if not isinstance(models, Mapping):
-            raise PricingConfigError("`models` must be a mapping of model name to prices")
-        if "default" not in data:
-            raise PricingConfigError("a `default` price is required for unknown models")
-        per_tokens = data.get("per_tokens", 1_000_000)
-        if not isinstance(per_tokens, int) or isinstance(per_tokens, bool) or per_tokens <= 0:
-            raise PricingConfigError("`per_tokens` must be a positive integer")
-        free = data.get("free_prefixes", ["builtin:"]) or []
-        if not isinstance(free, list) or not all(isinstance(p, str) and p for p in free):
-            raise PricingConfigError("`free_prefixes` must be a list of strings")
-        return cls({str(k): _price(v, f"models.{k}") for k, v in models.items()},
-                   _price(data["default"], "default"), free_prefixes=tuple(free), per_tokens=per_tokens)
+        try:
+            return cls.from_file(validate_pricing(data))
+        except ConfigError as exc:
+            raise PricingConfigError(exc.message) from None
+
+    @classmethod
+    def from_file(cls, file: PricingFile) -> PricingTable:
+        return cls({name: ModelPrice(p.input, p.output) for name, p in file.models.items()},
+                   ModelPrice(file.default.input, file.default.output),
+                   free_prefixes=tuple(file.free_prefixes), per_tokens=file.per_tokens)
 
     def price(self, model: str) -> ModelPrice:
         name = (model or "").strip().lower()
@@ -90,14 +74,9 @@ class PricingTable:
 
 def load_pricing(path: str | Path = DEFAULT_PATH) -> PricingTable:
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PricingConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PricingConfigError(f"{path} is not valid YAML: {exc}") from None
-    return PricingTable.from_dict(data)
+        return PricingTable.from_file(load_pricing_file(path))
+    except ConfigError as exc:
+        raise PricingConfigError(exc.message) from None
 
 
 @lru_cache(maxsize=1)

@@ -38,14 +38,14 @@ class ExchangeAccountForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         venues = get_config().venues
         self.fields["venue"] = forms.ChoiceField(
-            choices=[(v, get_config().venue(v).get("display_name", v)) for v in venues])
+            choices=[(v, get_config().display_name(v)) for v in venues])
         if self.instance.pk:
             self.fields["venue"].disabled = True
             self.fields["owner"].disabled = True
 
     def credentials_given(self) -> dict[str, str]:
         venue = self.cleaned_data.get("venue") or self.instance.venue
-        wanted = get_config().venue(venue).get("auth", {}).get("fields", []) if venue else []
+        wanted = list(get_config().auth(venue).fields) if venue else []
         return {name: self.cleaned_data.get(name, "") for name in wanted if self.cleaned_data.get(name)}
 
     def clean(self):
@@ -53,12 +53,12 @@ class ExchangeAccountForm(forms.ModelForm):
         venue = cleaned.get("venue") or self.instance.venue
         if not venue:
             return cleaned
-        auth = get_config().venue(venue).get("auth", {})
+        auth = get_config().auth(venue)
         given = self.credentials_given()
         if self.instance.pk and not given:
             return cleaned  # keep the stored credentials
         try:
-            clean_credentials(auth.get("auth_type", "api_key"), given)
+            clean_credentials(auth.auth_type, given)
         except ValidationError as exc:
             for field, errors in exc.message_dict.items():
                 self.add_error(field if field in self.fields else None, errors)

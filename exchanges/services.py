@@ -25,7 +25,7 @@ from exchanges.models import ExchangeAccount, validate_venue
 logger = logging.getLogger(__name__)
 
 def _auth_type(venue: str) -> str:
-    return get_config().venue(venue).get("auth", {}).get("auth_type", "api_key")
+    return get_config().auth(venue).auth_type
 
 
 @transaction.atomic
@@ -156,7 +156,7 @@ def _evict_on_commit(pk: int | None) -> None:
 
 def venue_spec(account: ExchangeAccount) -> VenueSpec:
     config = get_config()
-    return VenueSpec(venue=account.venue, config=config.venue(account.venue),
+    return VenueSpec(venue=account.venue, config=config.venue_block(account.venue),
                      symbol_map=config.symbol_map(account.venue), testnet=account.testnet,
                      account_ref=account.account_ref)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -36,16 +35,13 @@ _DEFAULTS_MAP = {
 
 
 def risk_profile_defaults() -> dict[str, Any]:
-    defaults = get_config().risk_defaults
+    given = get_config().risk_defaults.given()  # typed: amounts and fractions are Decimal
     values: dict[str, Any] = {}
     for key, field_name in _DEFAULTS_MAP.items():
-        if key not in defaults:
+        if key not in given:
             continue
-        field = RiskProfile._meta.get_field(field_name)
-        value = defaults[key]
-        if field.get_internal_type() == "DecimalField":
-            value = Decimal(str(value))
-        elif field.get_internal_type() == "JSONField":
+        value = given[key]
+        if RiskProfile._meta.get_field(field_name).get_internal_type() == "JSONField":
             value = list(value)
         values[field_name] = value
     return values

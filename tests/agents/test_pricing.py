@@ -74,3 +74,33 @@ def test_missing_file_and_negative_tokens():
 def test_from_dict():
     table = PricingTable.from_dict({"default": {"input": "0.5", "output": "1.5"}})
     assert table.cost("x", 2_000_000, 0) == Decimal("1")
+
+
+def test_a_bad_price_names_its_path_and_reason(tmp_path):
+    path = tmp_path / "pricing.yaml"
+    path.write_text("models:\n  gpt-x: {input: '1', output: cheap}\n  gpt-y: {input: '1', output: '2', cached: '0.5'}\n"
+                    "default: {input: '1', output: '2'}\nper_tokens: 0\n")
+    with pytest.raises(PricingConfigError) as caught:
+        load_pricing(path)
+    assert str(caught.value).splitlines() == [
+        "per_tokens: expected a positive integer, got 0",
+        "models.gpt-x.output: expected a price in USD (a non-negative number such as \"2.50\"), got 'cheap'",
+        "models.gpt-y.cached: unknown key; expected one of input, output",
+    ]
+
+
+def test_an_unknown_top_level_key_is_an_error(tmp_path):
+    path = tmp_path / "pricing.yaml"
+    path.write_text("default: {input: '1', output: '2'}\nfree_prefix: ['local:']\n")
+    with pytest.raises(PricingConfigError, match=r"^free_prefix: unknown key \(did you mean 'free_prefixes'\?\)"):
+        load_pricing(path)
+
+
+def test_prices_are_exact_decimals_whether_quoted_or_not(tmp_path):
+    path = tmp_path / "pricing.yaml"
+    path.write_text("models:\n  a: {input: 0.1, output: '0.2'}\ndefault: {input: 1, output: 2}\n")
+    table = load_pricing(path)
+    assert table.price("a").input == Decimal("0.1") and isinstance(table.price("a").input, Decimal)
+    assert table.cost("a", 3, 0) == Decimal("0.0000003")  # 3 * 0.1 / 1e6, not a float's 3.0000000000000004e-07
+    assert table.per_tokens == Decimal(1_000_000)  # the default when the key is absent
+    assert table.free_prefixes == ("builtin:",)

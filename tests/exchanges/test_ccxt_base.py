@@ -51,7 +51,7 @@ def binance_spec(fake, *, testnet: bool, capabilities: dict | None = None) -> Ve
     environ = {"BINANCE_FAPI_URL": DEAD_URL if testnet else fake.url,
                "BINANCE_FAPI_TESTNET_URL": fake.url if testnet else DEAD_URL}
     cfg = load_config("config/exchanges.yaml", environment="testing", environ=environ)
-    venue = copy.deepcopy(cfg.venue("binance_futures"))
+    venue = copy.deepcopy(cfg.venue_block("binance_futures"))
     venue["ccxt_options"] = {"rateLimit": 5}
     if capabilities:
         venue["capabilities"] = {**venue.get("capabilities", {}), **capabilities}

@@ -73,7 +73,7 @@ def make_spec(fake: FakeBinanceFutures, *, timeout_ms: int = 5000, testnet: bool
     environ = {"BINANCE_FAPI_URL": DEAD_URL if testnet else fake.url,
                "BINANCE_FAPI_TESTNET_URL": fake.url if testnet else DEAD_URL}
     cfg = load_config("config/exchanges.yaml", environment="testing", environ=environ)
-    venue = copy.deepcopy(cfg.venue("binance_futures"))
+    venue = copy.deepcopy(cfg.venue_block("binance_futures"))
     venue["network"]["rest_api"]["timeout"] = timeout_ms
     # ccxt's own pacing (50 ms x endpoint cost) is for the real venue; it stays enabled,
     # shortened so the suite stays quick. The Guard's rate limiter applies unchanged.

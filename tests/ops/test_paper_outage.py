@@ -20,7 +20,7 @@ from tests.fakes.markets import FixedMarket
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load_config(ROOT / "config" / "exchanges.yaml", environment="testing")
-PAPER = CONFIG.venue("paper")
+PAPER = CONFIG.venue_block("paper")
 THRESHOLD = int(PAPER["circuit_breaker"]["failure_threshold"])
 COOLDOWN = float(PAPER["circuit_breaker"]["cooldown_seconds"])
 

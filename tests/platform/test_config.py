@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,7 @@ import yaml
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
-from alpha_platform.common.config import deep_merge, load_config
-from alpha_platform.common.config_schema import ADAPTER_NAMES, AUTH_FIELDS, validate
+from alpha_platform.common.config import ADAPTER_NAMES, AUTH_FIELDS, deep_merge, load_config, validate
 from alpha_platform.common.errors import ConfigError
 
 REAL = Path(settings.BASE_DIR) / "config" / "exchanges.yaml"
@@ -272,7 +272,9 @@ def test_optional_adapter_settings_are_accepted(tmp_path, real_doc):
         capabilities={"book_ticker": False}, markets_ttl_seconds=600, ccxt_options={"options": {"x": 1}})
     doc["exchanges"]["paper"]["parameters"]["market_data"]["epoch"] = "2025-11-18T00:00:00+00:00"
     config = load_config(_write(tmp_path, doc), environment="production", environ={})
-    assert config.venue("binance_futures")["capabilities"] == {"book_ticker": False}
+    assert config.venue("binance_futures").capabilities == {"book_ticker": False}
+    assert config.venue("binance_futures").markets_ttl_seconds == 600.0
+    assert config.venue_block("binance_futures")["ccxt_options"] == {"options": {"x": 1}}
 
 
 def test_yaml_dates_and_strings_are_both_accepted_in_metadata(tmp_path, real_doc):
@@ -297,14 +299,16 @@ def test_a_missing_variable_in_a_list_names_the_item(tmp_path, real_doc):
 
 
 def test_interpolation_uses_the_environment_then_the_default(real_doc):
-    urls = lambda c: c.venue("hyperliquid")["network"]["rest_api"]  # noqa: E731
+    urls = lambda c: c.venue("hyperliquid").network.rest_api  # noqa: E731
     default = load_config(REAL, environment="testing", environ={})
-    assert urls(default)["production"] == "https://api.hyperliquid.xyz"
+    assert urls(default).production == "https://api.hyperliquid.xyz"
     given = load_config(REAL, environment="testing",
                         environ={"HYPERLIQUID_API_URL": "http://127.0.0.1:9999", "BINANCE_FAPI_URL": "http://x"})
-    assert urls(given)["production"] == "http://127.0.0.1:9999"
-    assert urls(given)["testnet"] == "https://api.hyperliquid-testnet.xyz"
-    assert given.venue("binance_futures")["network"]["rest_api"]["production"] == "http://x"
+    assert urls(given).production == "http://127.0.0.1:9999"
+    assert urls(given).testnet == "https://api.hyperliquid-testnet.xyz"
+    assert given.venue("binance_futures").network.rest_api.production == "http://x"
+    # the adapters' mapping carries the same interpolated value
+    assert given.venue_block("binance_futures")["network"]["rest_api"]["production"] == "http://x"
 
 
 def test_an_interpolated_value_is_validated_too():
@@ -320,19 +324,20 @@ def test_environment_overrides_are_merged():
     development = load_config(REAL, environment="development", environ={})
     testing = load_config(REAL, environment="testing", environ={})
 
-    assert production.risk_defaults["max_total_exposure_percent"] == 0.3
-    assert development.risk_defaults["max_total_exposure_percent"] == 0.5
+    assert production.risk_defaults.max_total_exposure_percent == Decimal("0.3")
+    assert development.risk_defaults.max_total_exposure_percent == Decimal("0.5")
     # deep merge: the sibling keys of an overridden value stay
-    assert production.risk_defaults["max_exchange_exposure_percent"] == 0.3
-    assert production.risk_defaults["allowed_symbols"] == ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+    assert production.risk_defaults.max_exchange_exposure_percent == Decimal("0.3")
+    assert production.risk_defaults.allowed_symbols == ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 
-    leverage = development.venue("binance_futures")["trading"]["leverage"]
-    assert leverage == {"default": 1, "maximum": 5, "per_symbol": {"BTCUSDT": 10, "ETHUSDT": 15}}
-    assert production.venue("binance_futures")["trading"]["leverage"]["maximum"] == 20
-    assert development.venue("binance_futures")["auth"]["testnet"] is True
-    assert production.venue("binance_futures")["auth"]["testnet"] is False
-    assert testing.venue("binance_futures")["network"]["rest_api"]["timeout"] == 5000
-    assert testing.venue("binance_futures")["network"]["rest_api"]["retries"] == 3
+    leverage = development.venue("binance_futures").trading.leverage
+    assert leverage.model_dump() == {"default": 1, "maximum": 5, "per_symbol": {"BTCUSDT": 10, "ETHUSDT": 15}}
+    assert development.venue_block("binance_futures")["trading"]["leverage"] == leverage.model_dump()
+    assert production.venue("binance_futures").trading.leverage.maximum == 20
+    assert development.venue("binance_futures").auth.testnet is True
+    assert production.venue("binance_futures").auth.testnet is False
+    assert testing.venue("binance_futures").network.rest_api.timeout == 5000
+    assert testing.venue("binance_futures").network.rest_api.retries == 3
 
 
 def test_platform_config_helpers():
@@ -343,16 +348,99 @@ def test_platform_config_helpers():
         config.venue("kraken")
 
 
-def test_adapter_names_match_the_registry():
-    from exchanges.adapters.registry import ADAPTERS
+@pytest.mark.parametrize("adapter", ADAPTER_NAMES)
+def test_every_adapter_the_file_may_name_builds_a_trader_class(tmp_path, real_doc, adapter):
+    """A venue the schema accepts must have an adapter: validate, then look its class up."""
+    from exchanges.adapters.base import BaseTrader
+    from exchanges.adapters.registry import adapter_class
 
-    assert set(ADAPTER_NAMES) == set(ADAPTERS)
+    doc = copy.deepcopy(real_doc)
+    doc["exchanges"]["hyperliquid"]["adapter"] = adapter
+    if adapter == "ccxt":
+        doc["exchanges"]["hyperliquid"]["ccxt_id"] = "binanceusdm"
+    else:
+        del doc["exchanges"]["hyperliquid"]["parameters"]["slippage_tolerance"]
+    if adapter == "paper":
+        doc["exchanges"]["hyperliquid"]["parameters"]["starting_balance"] = 1000
+    config = load_config(_write(tmp_path, doc), environment="testing", environ={})
+    assert config.venue("hyperliquid").adapter_name == adapter
+    assert issubclass(adapter_class(config.venue_block("hyperliquid")), BaseTrader)
 
 
-def test_auth_fields_match_the_credential_shapes():
+@pytest.mark.parametrize("auth_type", list(AUTH_FIELDS))
+def test_the_credentials_a_venue_asks_for_are_the_ones_checked(auth_type):
+    """Each auth_type the file may declare: its fields are exactly what credential checks read."""
     from exchanges.credentials import SHAPES
 
-    assert {k: set(v) for k, v in AUTH_FIELDS.items()} == {k: set(v) for k, v in SHAPES.items()}
+    assert set(SHAPES.get(auth_type, {})) == set(AUTH_FIELDS[auth_type])
+
+
+# --------------------------------------------------------------------------- typed accessors
+def test_money_and_fractions_read_as_decimals_and_exact():
+    config = load_config(REAL, environment="testing", environ={})
+    fee = config.fee("binance_futures", "maker")
+    assert isinstance(fee, Decimal) and fee == Decimal("0.0002")  # not 0.0002 as a float
+    assert config.venue("paper").trading.position_sizing.min_notional == Decimal("5.0")
+    assert config.venue("paper").parameters.starting_balance == Decimal("10000")
+    risk = config.risk_defaults
+    assert risk.max_position_notional_usd == Decimal("10000")
+    assert isinstance(risk.emergency_stop_loss_percent, Decimal)
+    assert risk.max_open_positions == 5 and isinstance(risk.max_open_positions, int)
+
+
+def test_absent_optional_keys_read_as_their_defaults(tmp_path, real_doc):
+    doc = copy.deepcopy(real_doc)
+    paper = doc["exchanges"]["paper"]
+    for key in ("enabled", "capabilities", "circuit_breaker", "parameters"):
+        paper.pop(key)
+    for key in ("max_leverage", "allowed_symbols", "monthly_llm_budget_usd"):
+        doc["global_settings"]["risk_management"].pop(key)
+    doc["global_settings"].pop("order_types")
+    config = load_config(_write(tmp_path, doc), environment="testing", environ={})
+    venue = config.venue("paper")
+    assert venue.enabled is True and "paper" in config.venues
+    assert venue.capabilities == {} and config.capabilities("paper") == {}
+    assert (venue.circuit_breaker.failure_threshold, venue.circuit_breaker.cooldown_seconds) == (5, 60.0)
+    assert venue.parameters.hedge_mode is False and venue.parameters.market_data is None
+    assert venue.network is None
+    assert config.order_types == {}
+    risk = config.risk_defaults
+    assert risk.max_leverage is None and risk.allowed_symbols is None
+    assert set(risk.given()) == set(real_doc["global_settings"]["risk_management"]) - {
+        "max_leverage", "allowed_symbols", "monthly_llm_budget_usd"}
+
+
+def test_a_disabled_venue_is_not_offered(tmp_path, real_doc):
+    doc = copy.deepcopy(real_doc)
+    doc["exchanges"]["hyperliquid"]["enabled"] = False
+    config = load_config(_write(tmp_path, doc), environment="testing", environ={})
+    assert config.venues == ["binance_futures", "paper"]
+    assert config.venue("hyperliquid").display_name == "Hyperliquid"  # still readable by name
+
+
+def test_every_fault_of_a_broken_file_is_named(tmp_path, real_doc):
+    """Faults of different kinds in different places: each one, with its path and reason."""
+    error = load_broken(tmp_path, real_doc, both(
+        setin(f"{BF}.capabilities.foo", "yes"),
+        setin(f"{BF}.trading.fees.maker", "cheap"),
+        delin(f"{HL}.display_name"),
+        setin(f"{HL}.rate_limits.orders.burst", 500),
+        setin(f"{PAPER}.colour", "blue"),
+        setin(f"{RISK}.max_total_exposure_percent", 2),
+    ))
+    lines = {p["path"]: p["message"] for p in error.extra["problems"]}
+    assert lines == {
+        f"{RISK}.max_total_exposure_percent":
+            f"{RISK}.max_total_exposure_percent: expected a number between 0 and 1, got 2",
+        f"{BF}.trading.fees.maker": f"{BF}.trading.fees.maker: expected a number between -1 and 1, got 'cheap'",
+        f"{BF}.capabilities.foo": f"{BF}.capabilities.foo: expected true or false, got 'yes'",
+        f"{HL}.display_name": f"{HL}.display_name: required key is missing",
+        f"{HL}.rate_limits.orders.burst": f"{HL}.rate_limits.orders.burst: 500 exceeds per_minute (50)",
+        f"{PAPER}.colour": f"{PAPER}.colour: unknown key; expected one of enabled, exchange_type, adapter, "
+                           "ccxt_id, display_name, priority, symbol_mapping, auth, network, trading, parameters, "
+                           "rate_limits, circuit_breaker, capabilities, markets_ttl_seconds, ccxt_options",
+    }
+    assert error.message.splitlines()[1] == "(5 more problem(s))"
 
 
 # --------------------------------------------------------------------------- check_config
@@ -376,6 +464,26 @@ def test_check_config_names_the_path_of_a_problem(tmp_path, real_doc):
     with pytest.raises(CommandError) as caught:
         call_command("check_config", file=str(path), env="production")
     assert str(caught.value) == f"{path}: {BF}.rate_limits.orders.burst: 500 exceeds per_minute (100)"
+
+
+def test_check_config_names_every_fault(tmp_path, real_doc):
+    doc = copy.deepcopy(real_doc)
+    both(setin(f"{BF}.capabilities.foo", 1), setin(f"{PAPER}.trading.leverage.levrage", 2),
+         setin(f"{PROD}.exchanges", {"hyperliquid": {"priority": 0}}))(doc)
+    path = _write(tmp_path, doc)
+    with pytest.raises(CommandError) as caught:
+        call_command("check_config", file=str(path), env="testing")
+    assert str(caught.value).splitlines() == [
+        f"{path}: {BF}.capabilities.foo: expected true or false, got 1",
+        "(1 more problem(s))",
+        f"{PAPER}.trading.leverage.levrage: unknown key; expected one of default, maximum, per_symbol",
+    ]
+    # once the base is right, production's override is checked in its merged result
+    doc = copy.deepcopy(real_doc)
+    setin(f"{PROD}.exchanges", {"hyperliquid": {"priority": 0}})(doc)
+    with pytest.raises(CommandError) as caught:
+        call_command("check_config", file=str(_write(tmp_path, doc)), env="testing")
+    assert str(caught.value).endswith(f"{PROD}.exchanges.hyperliquid.priority: expected a positive integer, got 0")
 
 
 def test_check_config_reports_an_unreadable_file(tmp_path):

@@ -86,13 +86,10 @@ def live_read(*, account: ExchangeAccount, trader: ExchangeTrader, symbol: str) 
 
 
 def _venue_limits(venue: str, symbol: str, venue_symbol: str | None) -> tuple[Decimal, int]:
-    cfg = get_config().venue(venue)
-    trading = cfg.get("trading", {})
-    min_notional = Decimal(str(trading.get("position_sizing", {}).get("min_notional", 0)))
-    leverage = trading.get("leverage", {})
-    per_symbol = leverage.get("per_symbol") or {}
-    max_lev = int(per_symbol.get(venue_symbol or "", per_symbol.get(symbol, leverage.get("maximum", 1))))
-    return min_notional, max_lev
+    trading = get_config().venue(venue).trading
+    per_symbol = trading.leverage.per_symbol
+    max_lev = per_symbol.get(venue_symbol or "", per_symbol.get(symbol, trading.leverage.maximum))
+    return trading.position_sizing.min_notional, max_lev
 
 
 class _Marks:

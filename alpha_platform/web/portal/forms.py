@@ -102,8 +102,8 @@ class ExchangeAccountCreateForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         config = get_config()
-        self.venue_fields = {v: config.venue(v).get("auth", {}).get("fields", []) for v in config.venues}
-        self.fields["venue"].choices = [(v, config.venue(v).get("display_name", v)) for v in config.venues]
+        self.venue_fields = {v: list(config.auth(v).fields) for v in config.venues}
+        self.fields["venue"].choices = [(v, config.display_name(v)) for v in config.venues]
         for name in CREDENTIAL_FIELDS:
             self.fields[name].widget.attrs["data-credential"] = name
 
@@ -115,7 +115,7 @@ class ExchangeAccountCreateForm(forms.Form):
         cleaned = super().clean()
         venue = cleaned.get("venue")
         if venue:
-            auth_type = get_config().venue(venue).get("auth", {}).get("auth_type", "api_key")
+            auth_type = get_config().auth(venue).auth_type
             try:
                 clean_credentials(auth_type, self.credentials())
             except ValidationError as exc:

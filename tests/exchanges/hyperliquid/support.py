@@ -40,7 +40,7 @@ def make_runtime(clock: FakeClock, **kw) -> AdapterRuntime:
 def make_spec(server: HyperliquidFakeServer, **parameters) -> VenueSpec:
     cfg = load_config("config/exchanges.yaml", environment="testing",
                       environ={"HYPERLIQUID_API_URL": server.url})
-    config = copy.deepcopy(cfg.venue("hyperliquid"))
+    config = copy.deepcopy(cfg.venue_block("hyperliquid"))
     config["network"]["rest_api"]["timeout"] = TIMEOUT_MS
     config["parameters"].update(parameters)
     return VenueSpec(venue="hyperliquid", config=config, symbol_map=cfg.symbol_map("hyperliquid"),

@@ -16,7 +16,7 @@ from exchanges.adapters.resilience import AdapterRuntime
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = load_config(ROOT / "config" / "exchanges.yaml", environment="testing")
-PAPER = CONFIG.venue("paper")
+PAPER = CONFIG.venue_block("paper")
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 BTC, ETH = "BTC/USDT", "ETH/USDT"
 

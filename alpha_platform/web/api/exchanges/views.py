@@ -7,7 +7,6 @@ service, stored encrypted, and never returned (responses carry ``credentials_hin
 from __future__ import annotations
 
 from collections import defaultdict
-from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -36,12 +35,12 @@ CREDENTIAL_KEYS = {name for shape in SHAPES.values() for name in shape}
 
 def venue_choices() -> list[tuple[str, str]]:
     config = get_config()
-    return [(name, config.venue(name).get("display_name", name)) for name in config.venues]
+    return [(name, config.display_name(name)) for name in config.venues]
 
 
 def venue_display_name(venue: str) -> str:
     try:
-        return get_config().venue(venue).get("display_name", venue)
+        return get_config().display_name(venue)
     except Exception:  # a venue removed from the configuration after the account was made
         return venue
 
@@ -148,7 +147,7 @@ class ExchangeSerializer(serializers.Serializer):
 
 # --------------------------------------------------------------------------- capabilities
 def _canonical_order_types(supported: list[str]) -> list[str]:
-    aliases = get_config().raw["global_settings"].get("order_types", {})
+    aliases = get_config().order_types
     out = []
     for name in supported:
         for values in aliases.values():
@@ -162,46 +161,37 @@ def _canonical_order_types(supported: list[str]) -> list[str]:
     return out
 
 
-def _dec(value: Any) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
-
-
 def exchange_summary(name: str, accounts: list[ExchangeAccount]) -> dict[str, Any]:
     config = get_config()
     venue = config.venue(name)
-    trading = venue.get("trading", {})
-    orders = trading.get("order_management", {})
-    leverage = trading.get("leverage", {})
-    sizing = trading.get("position_sizing", {})
+    trading = venue.trading
+    orders, leverage, sizing = trading.order_management, trading.leverage, trading.position_sizing
     symbol_map = config.symbol_map(name)
     to_internal = {v: k for k, v in symbol_map.items()}
-    auth = venue.get("auth", {})
     return {
         "name": name,
-        "display_name": venue.get("display_name", name),
-        "exchange_type": venue.get("exchange_type", ""),
-        "priority": venue.get("priority", 0),
-        "auth_type": auth.get("auth_type", "api_key"),
-        "credential_fields": list(auth.get("fields", [])),
+        "display_name": venue.display_name,
+        "exchange_type": venue.exchange_type,
+        "priority": venue.priority,
+        "auth_type": venue.auth.auth_type,
+        "credential_fields": list(venue.auth.fields),
         "symbols": list(symbol_map),
         "capabilities": {
-            "order_types": _canonical_order_types(orders.get("supported_types", [])),
-            "time_in_force": list(orders.get("time_in_force", [])),
-            "default_time_in_force": orders.get("default_tif", "GTC"),
-            "batch_orders": bool(orders.get("batch_orders", False)),
-            "oco_orders": bool(orders.get("oco_orders", False)),
-            "margin_mode": trading.get("margin_mode", ""),
-            "market_type": trading.get("default_type", ""),
-            "leverage": {"default": int(leverage.get("default", 1)), "maximum": int(leverage.get("maximum", 1)),
-                         "per_symbol": {to_internal.get(k, k): int(v)
-                                        for k, v in (leverage.get("per_symbol") or {}).items()}},
-            "position_sizing": {"min_notional": _dec(sizing.get("min_notional")),
-                                "max_position_percent": _dec(sizing.get("max_position_percent")),
-                                "quantity_precision": sizing.get("quantity_precision"),
-                                "price_precision": sizing.get("price_precision")},
-            "fees": {"maker": _dec(trading.get("fees", {}).get("maker", 0)),
-                     "taker": _dec(trading.get("fees", {}).get("taker", 0))},
-            "parameters": dict(venue.get("parameters") or {}),
+            "order_types": _canonical_order_types(list(orders.supported_types)),
+            "time_in_force": list(orders.time_in_force),
+            "default_time_in_force": orders.default_tif,
+            "batch_orders": orders.batch_orders,
+            "oco_orders": orders.oco_orders,
+            "margin_mode": trading.margin_mode,
+            "market_type": trading.default_type,
+            "leverage": {"default": leverage.default, "maximum": leverage.maximum,
+                         "per_symbol": {to_internal.get(k, k): v for k, v in leverage.per_symbol.items()}},
+            "position_sizing": {"min_notional": sizing.min_notional,
+                                "max_position_percent": sizing.max_position_percent,
+                                "quantity_precision": sizing.quantity_precision,
+                                "price_precision": sizing.price_precision},
+            "fees": {"maker": trading.fees.maker, "taker": trading.fees.taker},
+            "parameters": config.parameters_as_written(name),
         },
         "accounts": accounts,
     }

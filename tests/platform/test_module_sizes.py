@@ -20,8 +20,6 @@ SKIPPED_DIRS = {"migrations", "node_modules", "__pycache__", "var"}
 # whoever merges those splits removes the entry (the stale check below says when).
 ALLOWED: dict[str, str] = {
     "exchanges/adapters/paper/engine.py": "pending: split by the exchanges helper (issue 17)",
-    "tests/exchanges/test_resilience.py": "pending: grew past 500 with the shared limiter and breaker tests "
-                                          "(40319f1); to split by concern once that work settles",
 }
 
 

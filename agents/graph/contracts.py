@@ -154,7 +154,7 @@ class ToolCallRequest:
         is given (exactly what the model wrote), else via the value's text (0.1 stays 0.1)."""
         if self.params is not None and key in type(self.params).model_fields:
             typed = getattr(self.params, key)
-            return None if typed is None else Decimal(typed)
+            return None if typed is None else to_decimal(typed)
         value = self.arguments.get(key)
         return None if isinstance(value, bool) else to_decimal(value, default=None)
 

@@ -24,6 +24,7 @@ from agents.graph.contracts import (
 from agents.models import AgentConfig, Decision
 from alpha_platform.common.errors import ApplicationError
 from alpha_platform.common.money import dec_str
+from alpha_platform.common.vocabulary import OrderSide, PositionSide
 from exchanges import market_data
 from exchanges.adapters.base import ExchangeTrader
 from exchanges.adapters.errors import ExchangeError, InvalidOrderError
@@ -164,16 +165,16 @@ class AgentToolExecutor:
                            risk_event_id=order.risk_event_id)
 
     def _tool_open_long(self, call):
-        return self._order(call, side="BUY", position_side="LONG", closing=False)
+        return self._order(call, side=OrderSide.BUY.value, position_side=PositionSide.LONG.value, closing=False)
 
     def _tool_open_short(self, call):
-        return self._order(call, side="SELL", position_side="SHORT", closing=False)
+        return self._order(call, side=OrderSide.SELL.value, position_side=PositionSide.SHORT.value, closing=False)
 
     def _tool_close_long(self, call):
-        return self._order(call, side="SELL", position_side="LONG", closing=True)
+        return self._order(call, side=OrderSide.SELL.value, position_side=PositionSide.LONG.value, closing=True)
 
     def _tool_close_short(self, call):
-        return self._order(call, side="BUY", position_side="SHORT", closing=True)
+        return self._order(call, side=OrderSide.BUY.value, position_side=PositionSide.SHORT.value, closing=True)
 
     def _tool_cancel_order(self, call):
         order = Order.objects.filter(pk=call.arguments["order_id"], account=self.agent.account).first()

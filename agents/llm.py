@@ -39,6 +39,7 @@ from agents.graph.tokens import checked_token_count, estimate_completion_tokens,
 from agents.graph.toolspec import MAX_ARGUMENTS_CHARS, MAX_CONTENT_CHARS, MAX_NAME_CHARS, clip
 from alpha_platform.common import outbound
 from alpha_platform.common.safe_json import json_safe
+from alpha_platform.common.vocabulary import PositionSide
 
 MASK = "********"
 DEFAULT_MAX_COMPLETION_TOKENS = 1024
@@ -391,7 +392,8 @@ class BuiltinModel:
             return None, f"{symbol}: EMAs equal, no trend"
         up = fast > slow
         trend = f"{symbol}: ema9 {'>' if up else '<'} ema21" + (f", rsi {rsi}" if rsi is not None else "")
-        opposite, same = ("SHORT", "LONG") if up else ("LONG", "SHORT")
+        long, short = PositionSide.LONG.value, PositionSide.SHORT.value
+        opposite, same = (short, long) if up else (long, short)
         if opposite in held:
             qty = held[opposite].get("qty")
             name = "close_short" if up else "close_long"

@@ -16,6 +16,7 @@ from typing import Any
 
 from alpha_platform.common.config.pricing import PricingFile, load_pricing_file, validate_pricing
 from alpha_platform.common.errors import ConfigError
+from alpha_platform.common.money import ZERO
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "llm_pricing.yaml"
 COST_PLACES = Decimal("0.000000001")  # 1e-9 USD: well inside Decision.cost_usd's 12 places
@@ -55,7 +56,7 @@ class PricingTable:
     def price(self, model: str) -> ModelPrice:
         name = (model or "").strip().lower()
         if self.free_prefixes and name.startswith(self.free_prefixes):
-            return ModelPrice(Decimal(0), Decimal(0))
+            return ModelPrice(ZERO, ZERO)
         for candidate in dict.fromkeys((name, name.rsplit("/", 1)[-1])):
             if candidate in self.models:
                 return self.models[candidate]
@@ -69,7 +70,7 @@ class PricingTable:
             raise ValueError("token counts must not be negative")
         price = self.price(model)
         total = (price.input * prompt_tokens + price.output * completion_tokens) / self.per_tokens
-        return total.quantize(COST_PLACES) if total else Decimal("0")
+        return total.quantize(COST_PLACES) if total else ZERO
 
 
 def load_pricing(path: str | Path = DEFAULT_PATH) -> PricingTable:

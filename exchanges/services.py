@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from alpha_platform.common import crypto
 from alpha_platform.common.config import get_config
+from alpha_platform.common.vocabulary import OPEN_ORDER_STATUSES
 from exchanges.adapters.base import ExchangeTrader, VenueSpec
 from exchanges.adapters.errors import ExchangeError
 from exchanges.adapters.pool import TraderPool, config_version, secret_version
@@ -75,7 +76,7 @@ def exchange_account_update(*, account: ExchangeAccount, name: str | None = None
 
 
 def exchange_account_delete(*, account: ExchangeAccount) -> None:
-    if account.orders.filter(status__in=["PENDING", "NEW", "PARTIALLY_FILLED", "UNKNOWN"]).exists():
+    if account.orders.filter(status__in=OPEN_ORDER_STATUSES).exists():
         raise ValidationError("This account has open orders: cancel them (or trip the kill switch) first.")
     if account.positions.filter(status="open").exists():
         raise ValidationError("This account has open positions: close them first.")

@@ -14,13 +14,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from alpha_platform.common.vocabulary import ORDER_SIDES as SIDES
+from alpha_platform.common.vocabulary import ORDER_TYPES, POSITION_SIDES
+
 __all__ = [
     "Limits", "OrderIntent", "PositionView", "Snapshot", "Verdict", "SIDES", "POSITION_SIDES", "ORDER_TYPES",
 ]
-
-SIDES = ("BUY", "SELL")
-POSITION_SIDES = ("LONG", "SHORT")
-ORDER_TYPES = ("MARKET", "LIMIT", "STOP_MARKET", "TAKE_PROFIT_MARKET")
 
 
 # -- validation: the contract is Decimal amounts and aware datetimes; a float or a naive

@@ -79,6 +79,8 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from alpha_platform.common.money import ZERO as D0
+
 # The inputs and the answer live in risk.inputs; imported from here by the callers.
 from risk.inputs import Limits, OrderIntent, PositionView, Snapshot, Verdict
 
@@ -94,8 +96,6 @@ RULES = (
     "order_rate_hour", "max_open_positions", "position_notional_abs", "position_notional_pct",
     "exchange_exposure", "total_exposure", "all",
 )
-
-D0 = Decimal(0)
 
 
 # -- helpers the service and benchmarks reuse -----------------------------------------

@@ -4,17 +4,21 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from alpha_platform.common import vocabulary as v
 from alpha_platform.common.models import TimeStampedModel, decimal_field
+
+# The choices take their values from the vocabulary (alpha_platform/common/vocabulary.py);
+# only the labels are said here.
 
 
 class Side(models.TextChoices):
-    BUY = "BUY", "Buy"
-    SELL = "SELL", "Sell"
+    BUY = v.OrderSide.BUY.value, "Buy"
+    SELL = v.OrderSide.SELL.value, "Sell"
 
 
 class PositionSide(models.TextChoices):
-    LONG = "LONG", "Long"
-    SHORT = "SHORT", "Short"
+    LONG = v.PositionSide.LONG.value, "Long"
+    SHORT = v.PositionSide.SHORT.value, "Short"
 
 
 class Order(TimeStampedModel):
@@ -22,24 +26,24 @@ class Order(TimeStampedModel):
     it is sent, so an order accepted by a venue is never lost."""
 
     class Type(models.TextChoices):
-        MARKET = "MARKET", "Market"
-        LIMIT = "LIMIT", "Limit"
-        STOP_MARKET = "STOP_MARKET", "Stop market"
-        TAKE_PROFIT_MARKET = "TAKE_PROFIT_MARKET", "Take profit market"
+        MARKET = v.OrderType.MARKET.value, "Market"
+        LIMIT = v.OrderType.LIMIT.value, "Limit"
+        STOP_MARKET = v.OrderType.STOP_MARKET.value, "Stop market"
+        TAKE_PROFIT_MARKET = v.OrderType.TAKE_PROFIT_MARKET.value, "Take profit market"
 
     class Status(models.TextChoices):
-        PENDING = "PENDING", "Pending (being sent)"
-        NEW = "NEW", "Open at venue"
-        PARTIALLY_FILLED = "PARTIALLY_FILLED", "Partially filled"
-        FILLED = "FILLED", "Filled"
-        CANCELLED = "CANCELLED", "Cancelled"
-        REJECTED = "REJECTED", "Rejected"
-        EXPIRED = "EXPIRED", "Expired"
-        FAILED = "FAILED", "Failed"
-        UNKNOWN = "UNKNOWN", "Unknown (awaiting reconciliation)"
-        LOST = "LOST", "Lost (venue does not know it)"
+        PENDING = v.RecordedStatus.PENDING.value, "Pending (being sent)"
+        NEW = v.RecordedStatus.NEW.value, "Open at venue"
+        PARTIALLY_FILLED = v.RecordedStatus.PARTIALLY_FILLED.value, "Partially filled"
+        FILLED = v.RecordedStatus.FILLED.value, "Filled"
+        CANCELLED = v.RecordedStatus.CANCELLED.value, "Cancelled"
+        REJECTED = v.RecordedStatus.REJECTED.value, "Rejected"
+        EXPIRED = v.RecordedStatus.EXPIRED.value, "Expired"
+        FAILED = v.RecordedStatus.FAILED.value, "Failed"
+        UNKNOWN = v.RecordedStatus.UNKNOWN.value, "Unknown (awaiting reconciliation)"
+        LOST = v.RecordedStatus.LOST.value, "Lost (venue does not know it)"
 
-    OPEN_STATUSES = ("PENDING", "NEW", "PARTIALLY_FILLED", "UNKNOWN")
+    OPEN_STATUSES = v.OPEN_ORDER_STATUSES
 
     class Source(models.TextChoices):
         AGENT = "agent", "Agent"
@@ -111,13 +115,14 @@ class Order(TimeStampedModel):
             models.CheckConstraint(condition=Q(executed_quantity__lte=F("quantity")),
                                    name="order_executed_not_above_quantity"),
             models.CheckConstraint(condition=Q(price__isnull=True) | Q(price__gt=0), name="order_price_positive"),
-            models.CheckConstraint(condition=~Q(order_type="LIMIT") | Q(price__isnull=False),
+            models.CheckConstraint(condition=~Q(order_type=v.OrderType.LIMIT.value) | Q(price__isnull=False),
                                    name="order_limit_has_price"),
             models.CheckConstraint(
-                condition=~Q(order_type__in=["STOP_MARKET", "TAKE_PROFIT_MARKET"]) | Q(stop_price__isnull=False),
+                condition=~Q(order_type__in=list(v.TRIGGER_ORDER_TYPES)) | Q(stop_price__isnull=False),
                 name="order_trigger_has_stop_price"),
-            models.CheckConstraint(condition=Q(side__in=["BUY", "SELL"]), name="order_side_valid"),
-            models.CheckConstraint(condition=Q(position_side__in=["LONG", "SHORT"]), name="order_position_side_valid"),
+            models.CheckConstraint(condition=Q(side__in=list(v.ORDER_SIDES)), name="order_side_valid"),
+            models.CheckConstraint(condition=Q(position_side__in=list(v.POSITION_SIDES)),
+                                   name="order_position_side_valid"),
         ]
 
     def __str__(self) -> str:
@@ -175,7 +180,7 @@ class Position(TimeStampedModel):
     leverage = decimal_field(default=1)
     margin = decimal_field(default=0)
     liquidation_price = decimal_field(null=True, blank=True)
-    margin_type = models.CharField(max_length=10, default="cross")
+    margin_type = models.CharField(max_length=10, default=v.MarginMode.CROSS.value)
     position_id = models.CharField(max_length=100, blank=True, default="")
     opened_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)

@@ -15,14 +15,13 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from alpha_platform.common.money import dec_str
+from alpha_platform.common.money import ZERO, dec_str
 from exchanges.models import ExchangeAccount
 from risk.models import RiskProfile
 from risk.services import actor_for_viewer, global_halt_active, user_halt_active
 from trading.models import BalanceSnapshot, Fill, Order, Position
 from trading.services.snapshot import equity_figures
 
-D0 = Decimal("0")
 
 
 @dataclass(frozen=True)
@@ -32,13 +31,13 @@ class AccountBalance:
 
     @property
     def equity(self) -> Decimal:
-        return self.snapshot.margin_balance if self.snapshot else D0
+        return self.snapshot.margin_balance if self.snapshot else ZERO
 
 
 def account_balances(*, user) -> tuple[list[AccountBalance], dict[str, Decimal]]:
     """The latest balance snapshot of each of the user's accounts, and the totals."""
     rows = []
-    totals = defaultdict(lambda: D0)
+    totals = defaultdict(lambda: ZERO)
     for account in ExchangeAccount.objects.filter(owner=user).order_by("name"):
         snap = BalanceSnapshot.objects.filter(account=account).order_by("-taken_at").first()
         rows.append(AccountBalance(account=account, snapshot=snap))
@@ -107,7 +106,7 @@ def equity_curve(*, user, since: datetime | None = None, max_points: int = 500) 
             continue
         stamp = snap.taken_at.isoformat()
         accounts[snap.account.name].append([stamp, dec_str(snap.margin_balance)])
-        total.append([stamp, dec_str(sum(latest.values(), D0))])
+        total.append([stamp, dec_str(sum(latest.values(), ZERO))])
     return {"accounts": dict(accounts), "total": total}
 
 
@@ -117,16 +116,16 @@ def pnl_today(*, user) -> dict[str, Any]:
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     equity, start = equity_figures(user=user, now=now)
     realized = Fill.objects.filter(account__owner=user, filled_at__gte=day_start).aggregate(
-        s=Sum("realized_pnl"))["s"] or D0
-    fees = Fill.objects.filter(account__owner=user, filled_at__gte=day_start).aggregate(s=Sum("fee"))["s"] or D0
+        s=Sum("realized_pnl"))["s"] or ZERO
+    fees = Fill.objects.filter(account__owner=user, filled_at__gte=day_start).aggregate(s=Sum("fee"))["s"] or ZERO
     unrealized = Position.objects.filter(owner=user, status=Position.Status.OPEN).aggregate(
-        s=Sum("unrealized_pnl"))["s"] or D0
+        s=Sum("unrealized_pnl"))["s"] or ZERO
     profile = RiskProfile.objects.get(user=user)
     change = (equity - start) if equity is not None and start is not None else None
     limit = profile.daily_loss_limit_percent * start if start else None
-    used = (max(D0, -change) / limit) if change is not None and limit else D0
+    used = (max(ZERO, -change) / limit) if change is not None and limit else ZERO
     return {"equity": equity, "day_start_equity": start, "change": change, "realized": realized, "fees": fees,
-            "unrealized": unrealized, "loss_limit": limit, "limit_used": min(used, Decimal("1")) if limit else D0,
+            "unrealized": unrealized, "loss_limit": limit, "limit_used": min(used, Decimal("1")) if limit else ZERO,
             "limit_percent": profile.daily_loss_limit_percent}
 
 
@@ -143,8 +142,8 @@ def pnl_by_account(*, user) -> list[dict[str, Any]]:
     for account in ExchangeAccount.objects.filter(owner=user).order_by("name"):
         agg = Fill.objects.filter(account=account).aggregate(realized=Sum("realized_pnl"), fees=Sum("fee"))
         unrealized = Position.objects.filter(account=account, status=Position.Status.OPEN).aggregate(
-            s=Sum("unrealized_pnl"))["s"] or D0
-        out.append({"account": account, "realized": agg["realized"] or D0, "fees": agg["fees"] or D0,
+            s=Sum("unrealized_pnl"))["s"] or ZERO
+        out.append({"account": account, "realized": agg["realized"] or ZERO, "fees": agg["fees"] or ZERO,
                     "unrealized": unrealized})
     return out
 

@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from agents.graph.tool_args import ToolArgs
+from alpha_platform.common.money import ZERO, to_decimal
 
 
 class DecisionStatus(StrEnum):
@@ -153,11 +154,9 @@ class ToolCallRequest:
         is given (exactly what the model wrote), else via the value's text (0.1 stays 0.1)."""
         if self.params is not None and key in type(self.params).model_fields:
             typed = getattr(self.params, key)
-            return None if typed is None else Decimal(typed)
+            return None if typed is None else to_decimal(typed)
         value = self.arguments.get(key)
-        if value is None or isinstance(value, bool):
-            return None
-        return Decimal(str(value))
+        return None if isinstance(value, bool) else to_decimal(value, default=None)
 
 
 @dataclass(frozen=True)
@@ -280,7 +279,7 @@ class DecisionOutput:
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost_usd: Decimal = Decimal("0")
+    cost_usd: Decimal = ZERO
     node_timings: dict[str, float] = field(default_factory=dict)  # ms, summed per node
     market_snapshot: dict[str, Any] = field(default_factory=dict)  # JSON-able
     context: dict[str, Any] = field(default_factory=dict)  # the compact JSON the model saw

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from agents.graph import indicators as ind
+from alpha_platform.common.money import to_decimal
 from agents.graph.contracts import AccountSnapshot, MarketSnapshot
 
 CONTEXT_HEADER = "Context JSON:"
@@ -71,12 +72,12 @@ def _f(value: Any) -> float | None:
 
 def change_pct(snap: MarketSnapshot) -> Decimal | None:
     if snap.change_pct is not None:
-        return Decimal(str(snap.change_pct))
+        return to_decimal(snap.change_pct)
     candles = list(snap.candles)
     if len(candles) < 2:
         return None
-    first = Decimal(str(getattr(candles[0], "open", candles[0].close)))
-    last = Decimal(str(candles[-1].close))
+    first = to_decimal(getattr(candles[0], "open", candles[0].close))
+    last = to_decimal(candles[-1].close)
     return None if first == 0 else (last / first - 1) * 100
 
 

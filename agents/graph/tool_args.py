@@ -31,6 +31,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from alpha_platform.common.money import to_decimal
+
 # Bounds on what a model may send. Numbers: the money columns hold 20 integer digits and 12
 # decimal places (alpha_platform/common/money.py); 1e15 is far inside them and far above any
 # real size or price. The smallest positive amount is the columns' last decimal place.
@@ -62,7 +64,7 @@ def _json_number(value: Any) -> Any:
     integers; booleans, strings and anything else are not numbers."""
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
         raise PydanticCustomError("number_type", "not a number")
-    return Decimal(value) if isinstance(value, int) else value
+    return to_decimal(value)
 
 
 def _not_below_storage(value: Decimal) -> Decimal:

@@ -40,6 +40,7 @@ from agents.graph.tool_args import (
     ArgsContext,
     ToolArgs,
 )
+from alpha_platform.common.money import to_decimal
 from alpha_platform.common.safe_json import clip as _clip
 from alpha_platform.common.safe_json import int_digits
 
@@ -151,7 +152,7 @@ def _refuse_constant(name: str) -> Any:
 def _decimal(text: str) -> Decimal:
     if not math.isfinite(float(text)):  # beyond what a double holds: no JSON peer could mean it
         raise ValueError(f"{text[:30]} is out of range")
-    return Decimal(text)
+    return to_decimal(text)
 
 
 def parse_arguments(text: str) -> Any:

@@ -4,12 +4,13 @@ happen (the graph's ``DecisionRecorder`` port), with values made safe for their 
 from __future__ import annotations
 
 import logging
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from django.db import transaction
 
 from agents.models import Decision, ToolCall
+from alpha_platform.common.money import ZERO, to_decimal
 from alpha_platform.common.safe_json import clean_text, json_safe
 
 logger = logging.getLogger(__name__)
@@ -32,12 +33,9 @@ def _count(value: Any, top: int = INT_COLUMN_MAX) -> int:
 
 def safe_money(value: Any) -> Decimal:
     """A cost clamped into ``cost_usd`` (finite, >= 0, 12 places); anything else counts 0."""
-    try:
-        amount = Decimal(str(value))
-    except (InvalidOperation, ValueError, TypeError):
-        return Decimal("0")
-    if not amount.is_finite() or amount < 0:
-        return Decimal("0")
+    amount = to_decimal(value, invalid=ZERO)
+    if amount < 0:
+        return ZERO
     return min(amount, COST_MAX).quantize(Decimal("1e-12"), rounding=ROUND_DOWN)
 
 
@@ -67,7 +65,7 @@ class DecisionAudit:
         self.lease = lease
         self.prompt_tokens = 0
         self.completion_tokens = 0
-        self.cost = Decimal("0")
+        self.cost = ZERO
         self.llm_calls = 0
 
     # -- DecisionRecorder

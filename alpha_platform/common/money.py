@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar, overload
 
 # The columns: numeric(32, 12), i.e. 20 digits before the point and 12 after.
 MAX_DIGITS = 32
@@ -25,19 +25,53 @@ INPUT_DECIMAL_PLACES = DECIMAL_PLACES
 INPUT_MAX_ABS = Decimal(10) ** 9
 
 
-def to_decimal(value: Any, *, field: str = "value") -> Decimal:
-    """Convert without passing through binary floating point; raise ValueError if not a number."""
+class NotANumber(ValueError, InvalidOperation):
+    """What ``to_decimal`` raises: a ValueError, and the InvalidOperation ``Decimal()`` raises,
+    so a caller that caught either keeps catching it."""
+
+
+_RAISE: Any = object()
+_T = TypeVar("_T")
+
+
+@overload
+def to_decimal(value: Any, *, field: str = ...) -> Decimal: ...
+@overload
+def to_decimal(value: Any, *, field: str = ..., default: _T = ..., invalid: _T = ...,
+               nonfinite: _T = ...) -> Decimal | _T: ...
+def to_decimal(value: Any, *, field: str = "value", default: Any = _RAISE, invalid: Any = _RAISE,
+               nonfinite: Any = _RAISE) -> Any:
+    """The one parser of numbers into Decimal: never through binary floating point (a float goes
+    by its shortest text, so 0.1 stays 0.1). Raises NotANumber (a ValueError) unless told what
+    to give instead:
+
+    - ``default``: for a missing value (None or the empty string);
+    - ``invalid``: for a value that is not a number (text that does not parse, a bool), and,
+      unless ``nonfinite`` says otherwise, for NaN and the infinities;
+    - ``nonfinite``: for NaN and the infinities.
+    """
+    if value is None or (isinstance(value, str) and value == ""):
+        if default is not _RAISE:
+            return default
     if isinstance(value, Decimal):
         result = value
     elif isinstance(value, bool) or value is None:
-        raise ValueError(f"{field} must be a number")
+        if invalid is not _RAISE:
+            return invalid
+        raise NotANumber(f"{field} must be a number")
     else:
         try:
             result = Decimal(str(value))
         except (InvalidOperation, ValueError):
-            raise ValueError(f"{field} must be a number (got {value!r})") from None
+            if invalid is not _RAISE:
+                return invalid
+            raise NotANumber(f"{field} must be a number (got {value!r})") from None
     if not result.is_finite():
-        raise ValueError(f"{field} must be a finite number")
+        if nonfinite is not _RAISE:
+            return nonfinite
+        if invalid is not _RAISE:
+            return invalid
+        raise NotANumber(f"{field} must be a finite number")
     return result
 
 

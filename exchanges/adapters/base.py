@@ -13,47 +13,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
-from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
+from alpha_platform.common.money import ZERO
+from alpha_platform.common.money import ZERO as D0  # noqa: F401 - the adapters' name for it (follow-up: ZERO)
 from alpha_platform.common.secrets import Credentials
+from alpha_platform.common.vocabulary import (  # noqa: F401 - the adapters import them from here
+    MarginMode,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    PositionSide,
+    is_opening,
+)
 from exchanges.adapters.errors import BadPrecision, UnknownSymbol
-
-
-class OrderSide(StrEnum):
-    BUY = "BUY"
-    SELL = "SELL"
-
-
-class PositionSide(StrEnum):
-    LONG = "LONG"
-    SHORT = "SHORT"
-
-
-class OrderType(StrEnum):
-    MARKET = "MARKET"
-    LIMIT = "LIMIT"
-    STOP_MARKET = "STOP_MARKET"
-    TAKE_PROFIT_MARKET = "TAKE_PROFIT_MARKET"
-
-
-class OrderStatus(StrEnum):
-    NEW = "NEW"  # accepted and resting (limit, or a stop waiting for its trigger)
-    PARTIALLY_FILLED = "PARTIALLY_FILLED"
-    FILLED = "FILLED"
-    CANCELLED = "CANCELLED"
-    REJECTED = "REJECTED"
-    EXPIRED = "EXPIRED"
-    FAILED = "FAILED"
-
-    @property
-    def is_open(self) -> bool:
-        return self in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
-
-
-class MarginMode(StrEnum):
-    CROSS = "cross"
-    ISOLATED = "isolated"
 
 
 def utcnow() -> datetime:
@@ -64,9 +37,6 @@ def ms_to_datetime(ms: int | float | None) -> datetime:
     if ms is None:
         return utcnow()
     return datetime.fromtimestamp(float(ms) / 1000.0, tz=UTC)
-
-
-D0 = Decimal("0")
 
 
 @dataclass(frozen=True)
@@ -95,7 +65,7 @@ class OrderRequest:
 
     @property
     def is_opening(self) -> bool:
-        return (self.side == OrderSide.BUY) == (self.position_side == PositionSide.LONG)
+        return is_opening(self.side, self.position_side)
 
 
 @dataclass(frozen=True)
@@ -103,8 +73,8 @@ class FillInfo:
     trade_id: str
     quantity: Decimal
     price: Decimal
-    fee: Decimal = D0
-    realized_pnl: Decimal = D0
+    fee: Decimal = ZERO
+    realized_pnl: Decimal = ZERO
     timestamp: datetime = field(default_factory=utcnow)
 
 
@@ -176,8 +146,8 @@ class Balance:
     currency: str
     timestamp: datetime
     exchange: str
-    margin_used: Decimal = D0
-    maintenance_margin: Decimal = D0
+    margin_used: Decimal = ZERO
+    maintenance_margin: Decimal = ZERO
     can_trade: bool = True
     account_type: str = "futures"
     raw_data: dict[str, Any] = field(default_factory=dict)

@@ -20,9 +20,9 @@ from typing import Any
 
 import ccxt.pro
 
+from alpha_platform.common.money import ZERO, to_decimal
 from alpha_platform.common.secrets import Credentials
 from exchanges.adapters.base import (
-    D0,
     FillInfo,
     OrderResult,
     OrderSide,
@@ -51,12 +51,6 @@ UNIFIED_STATUS = {"closed": OrderStatus.FILLED, "canceled": OrderStatus.CANCELLE
 UNIFIED_TYPE = {"limit": OrderType.LIMIT, "stop_market": OrderType.STOP_MARKET, "stop": OrderType.STOP_MARKET,
                 "take_profit_market": OrderType.TAKE_PROFIT_MARKET, "take_profit": OrderType.TAKE_PROFIT_MARKET}
 LIQUIDATION_PREFIXES = ("autoclose-", "adl_autoclose")
-
-
-def _dec(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    return Decimal(str(value))
 
 
 class BinanceUserStream:
@@ -172,8 +166,9 @@ class BinanceUserStream:
     def _order_update(self, exchange: Any, order: dict[str, Any]) -> OrderUpdate | None:
         unified = order.get("symbol")
         symbol = self._internal(exchange, unified)
-        amount = _dec(order.get("amount")) or D0
-        filled = min(_dec(order.get("filled")) or D0, amount) if amount else (_dec(order.get("filled")) or D0)
+        amount = to_decimal(order.get("amount"), default=ZERO)
+        filled = to_decimal(order.get("filled"), default=ZERO)
+        filled = min(filled, amount) if amount else filled
         status = UNIFIED_STATUS.get(order.get("status") or "")
         if status is None:
             status = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.NEW
@@ -182,12 +177,13 @@ class BinanceUserStream:
             if str(trade.get("order")) != str(order.get("id")):
                 continue
             fee = (trade.get("fee") or {}).get("cost")
-            fills.append(FillInfo(trade_id=str(trade["id"]), quantity=_dec(trade.get("amount")) or D0,
-                                  price=_dec(trade.get("price")) or D0, fee=_dec(fee) or D0,
+            fills.append(FillInfo(trade_id=str(trade["id"]),
+                                  quantity=to_decimal(trade.get("amount"), default=ZERO),
+                                  price=to_decimal(trade.get("price"), default=ZERO), fee=to_decimal(fee, default=ZERO),
                                   # ccxt's unified trade has no realized PnL: Binance's "rp".
-                                  realized_pnl=_dec((trade.get("info") or {}).get("rp")) or D0,
+                                  realized_pnl=to_decimal((trade.get("info") or {}).get("rp"), default=ZERO),
                                   timestamp=ms_to_datetime(trade.get("timestamp"))))
-        fee_total = sum((f.fee for f in fills), D0)
+        fee_total = sum((f.fee for f in fills), ZERO)
         client_id = order.get("clientOrderId") or ""
         event_ms = int(order.get("lastUpdateTimestamp") or order.get("timestamp") or time.time() * 1000)
         position_side = None
@@ -199,11 +195,11 @@ class BinanceUserStream:
             symbol=symbol, order_id=str(order.get("id") or ""), client_order_id=client_id,
             side=OrderSide.BUY if order.get("side") == "buy" else OrderSide.SELL,
             order_type=UNIFIED_TYPE.get(str(order.get("type") or "").lower(), OrderType.MARKET),
-            quantity=amount, price=_dec(order.get("price")) or None, executed_quantity=filled,
-            executed_price=_dec(order.get("average")) or None, status=status, fees=fee_total,
+            quantity=amount, price=to_decimal(order.get("price"), default=None) or None, executed_quantity=filled,
+            executed_price=to_decimal(order.get("average"), default=None) or None, status=status, fees=fee_total,
             timestamp=ms_to_datetime(event_ms), exchange=self.venue, raw_data=dict(order.get("info") or {}),
             position_side=position_side, reduce_only=bool(order.get("reduceOnly")),
-            stop_price=_dec(order.get("triggerPrice")) or None, fills=tuple(fills))
+            stop_price=to_decimal(order.get("triggerPrice"), default=None) or None, fills=tuple(fills))
         new_trades = [t for t in fills if t.trade_id not in self._seen_trades]
         self._seen_trades.update(t.trade_id for t in new_trades)
         now = time.monotonic()
@@ -225,18 +221,18 @@ class BinanceUserStream:
             self._position_time[symbol] = event_ms
             latest = max(latest, event_ms)
             symbols.add(symbol)
-            size = _dec(raw.get("contracts")) or D0
+            size = to_decimal(raw.get("contracts"), default=ZERO)
             if symbol not in self._sizes or size != self._sizes[symbol]:  # unknown before: a change
                 self._pairing.saw("position change", symbol, "fill", now)
             self._sizes[symbol] = size
             if size <= 0 or raw.get("side") not in ("long", "short"):
                 continue
-            entry = _dec(raw.get("entryPrice")) or D0
-            upnl = _dec(raw.get("unrealizedPnl")) or D0
+            entry = to_decimal(raw.get("entryPrice"), default=ZERO)
+            upnl = to_decimal(raw.get("unrealizedPnl"), default=ZERO)
             side = PositionSide.LONG if raw["side"] == "long" else PositionSide.SHORT
             mark = entry + (upnl / size if side == PositionSide.LONG else -upnl / size)
             out.append(Position(symbol=symbol, side=side, size=size, entry_price=entry, mark_price=mark,
-                                unrealized_pnl=upnl, percentage_pnl=D0, leverage=D0, margin=D0,
+                                unrealized_pnl=upnl, percentage_pnl=ZERO, leverage=ZERO, margin=ZERO,
                                 timestamp=ms_to_datetime(event_ms or None), exchange=self.venue,
                                 margin_type=str(raw.get("marginMode") or "cross"),
                                 raw_data=dict(raw.get("info") or {})))

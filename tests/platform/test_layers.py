@@ -31,6 +31,7 @@ CORE = [
     # the ground's pure modules
     "alpha_platform", "alpha_platform.common.money", "alpha_platform.common.errors",
     "alpha_platform.common.secrets", "alpha_platform.common.keys", "alpha_platform.common.safe_json",
+    "alpha_platform.common.vocabulary",
 ]
 
 

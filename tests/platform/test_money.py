@@ -1,6 +1,7 @@
 """alpha_platform.common.money: what an input Decimal may be, and writing any Decimal out."""
 
 from decimal import Decimal as D
+from decimal import InvalidOperation
 
 import pytest
 
@@ -10,9 +11,11 @@ from alpha_platform.common.money import (
     INPUT_MAX_ABS,
     INPUT_MAX_SIGNIFICANT_DIGITS,
     MAX_DIGITS,
+    ZERO,
     decimal_input,
     decimal_input_error,
     decimal_str,
+    to_decimal,
 )
 
 
@@ -99,3 +102,52 @@ def test_the_error_helper_says_none_for_good_values():
 ])
 def test_decimal_str_writes_any_value(value, text):
     assert decimal_str(value) == text
+
+
+# -- to_decimal: the one parser and its options ----------------------------------------
+
+@pytest.mark.parametrize("value, expected", [
+    (D("1.50"), D("1.50")), ("1.50", D("1.50")), (0.1, D("0.1")), (3, D(3)), (" 2 ", D(2)), ("1e3", D("1E+3")),
+])
+def test_to_decimal_parses_numbers_without_binary_noise(value, expected):
+    result = to_decimal(value)
+    assert result == expected and str(result) == str(expected)
+
+
+@pytest.mark.parametrize("value", [None, "", "abc", True, False, "NaN", "-Infinity", D("NaN"), float("inf"), [1]])
+def test_to_decimal_refuses_what_is_not_a_finite_number_as_both_error_kinds(value):
+    with pytest.raises(ValueError, match="value must be"):
+        to_decimal(value)
+    with pytest.raises(InvalidOperation):  # what Decimal() raised, for callers that caught that
+        to_decimal(value)
+
+
+def test_to_decimal_names_the_field():
+    with pytest.raises(ValueError, match="^price must be a number"):
+        to_decimal("x", field="price")
+
+
+def test_a_missing_value_gives_the_default():
+    assert to_decimal(None, default=None) is None
+    assert to_decimal("", default=ZERO) == 0
+    assert to_decimal("7", default=None) == 7
+    with pytest.raises(ValueError):
+        to_decimal("abc", default=None)  # garbage is not missing
+    with pytest.raises(ValueError):
+        to_decimal("NaN", default=None)
+
+
+def test_invalid_gives_its_value_for_garbage_and_non_finite_numbers():
+    assert to_decimal("abc", invalid=None) is None
+    assert to_decimal(True, invalid=ZERO) == 0
+    assert to_decimal(None, invalid=ZERO) == 0  # no default: a missing value is not a number
+    assert to_decimal("NaN", invalid=ZERO) == 0
+    assert to_decimal("-Infinity", invalid=None) is None
+
+
+def test_nonfinite_gives_its_value_for_nan_and_infinities_only():
+    assert to_decimal("NaN", nonfinite=None) is None
+    assert to_decimal(D("Infinity"), nonfinite=ZERO, invalid=None) == 0
+    assert to_decimal("2", nonfinite=None) == 2
+    with pytest.raises(ValueError):
+        to_decimal("abc", nonfinite=None)

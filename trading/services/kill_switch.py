@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from alpha_platform.common.errors import ApplicationError
+from alpha_platform.common.vocabulary import closing_side
 from exchanges.adapters.errors import ExchangeError
 from exchanges.models import ExchangeAccount
 from exchanges.services import trader_for_account
@@ -87,9 +88,9 @@ def account_flatten(*, account: ExchangeAccount, actor: str, on_step: StepCallba
             positions = []
             report["errors"].append(f"positions: {exc.message}")
         for position in positions:
-            closing_side = "SELL" if str(position.side) == "LONG" else "BUY"
+            closing = closing_side(str(position.side)).value
             try:
-                result = order_submit(account=account, symbol=position.symbol, side=closing_side,
+                result = order_submit(account=account, symbol=position.symbol, side=closing,
                                       position_side=str(position.side), quantity=position.size, reduce_only=True,
                                       source=Order.Source.SYSTEM, actor=actor, trader=trader)
             except (ValidationError, ApplicationError) as exc:  # one position refused: close the others

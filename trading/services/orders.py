@@ -40,6 +40,7 @@ from redis.exceptions import RedisError
 from alpha_platform.common.config import get_config
 from alpha_platform.common.errors import ApplicationError, CredentialsError, PlatformUnavailable
 from alpha_platform.common.money import dec_str, decimal_input
+from alpha_platform.common.vocabulary import ORDER_SIDES, POSITION_SIDES, TRIGGER_ORDER_TYPES
 from exchanges.adapters.base import ExchangeTrader, OrderRequest, OrderResult, OrderSide, OrderType, PositionSide
 from exchanges.adapters.errors import (
     CircuitOpenError,
@@ -131,16 +132,16 @@ def _validate(*, account: ExchangeAccount, symbol: str, side: str, position_side
               take_profit: Any, client_order_id: str | None) -> dict[str, Any]:
     errors: dict[str, str] = {}
     values: dict[str, Any] = {}
-    if side not in ("BUY", "SELL"):
+    if side not in ORDER_SIDES:
         errors["side"] = "Side must be BUY or SELL."
-    if position_side not in ("LONG", "SHORT"):
+    if position_side not in POSITION_SIDES:
         errors["position_side"] = "Position side must be LONG or SHORT."
     if order_type not in SUPPORTED_TYPES:
         errors["order_type"] = f"Order type must be one of {', '.join(sorted(SUPPORTED_TYPES))}."
     if symbol not in get_config().symbol_map(account.venue):
         errors["symbol"] = f"{symbol} is not traded on {account.venue}."
     for name, raw, required in (("quantity", quantity, True), ("price", price, order_type == "LIMIT"),
-                                ("stop_price", stop_price, order_type in ("STOP_MARKET", "TAKE_PROFIT_MARKET")),
+                                ("stop_price", stop_price, order_type in TRIGGER_ORDER_TYPES),
                                 ("stop_loss", stop_loss, False), ("take_profit", take_profit, False)):
         if raw is None or raw == "":
             if required:

@@ -37,6 +37,8 @@ from django.conf import settings
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from alpha_platform.common.money import ZERO
+from alpha_platform.common.vocabulary import is_opening
 from exchanges.adapters.base import ExchangeTrader, OrderResult
 from exchanges.adapters.errors import ExchangeError, OrderNotFound
 from exchanges.models import ExchangeAccount
@@ -48,7 +50,6 @@ from trading.models import Fill, Order, Position
 from trading.services.positions import STATUS_MAP, balance_snapshot_record, order_apply_result, positions_sync
 
 logger = logging.getLogger(__name__)
-D0 = Decimal(0)
 
 
 def lost_rule() -> tuple[int, timedelta]:
@@ -130,7 +131,7 @@ def _rows_before(account: ExchangeAccount) -> _RowsBefore:
 
 def _signed(order_side: str, position_side: str, quantity: Decimal) -> Decimal:
     """What a quantity on ``order_side`` does to a ``position_side`` position."""
-    return quantity if (order_side == "BUY") == (position_side == "LONG") else -quantity
+    return quantity if is_opening(order_side, position_side) else -quantity
 
 
 def _explained(account: ExchangeAccount, change: dict[str, Any], before: _RowsBefore) -> bool:
@@ -142,16 +143,16 @@ def _explained(account: ExchangeAccount, change: dict[str, Any], before: _RowsBe
     fills = Fill.objects.filter(account=account, symbol=key[0], order__position_side=key[1])
     if key in before.updated:
         fills = fills.filter(filled_at__gt=before.updated[key])
-    net = sum((_signed(side, key[1], qty) for side, qty in fills.values_list("side", "quantity")), D0)
+    net = sum((_signed(side, key[1], qty) for side, qty in fills.values_list("side", "quantity")), ZERO)
     pending = sum((_signed(side, key[1], qty - done) for side, qty, done in Order.objects.filter(
         account=account, symbol=key[0], position_side=key[1],
         status__in=(Order.Status.PENDING, Order.Status.UNKNOWN)).values_list(
-        "side", "quantity", "executed_quantity")), D0)
+        "side", "quantity", "executed_quantity")), ZERO)
     if net == 0 and pending == 0:
         return False
-    after = Decimal(change["venue_size"]) if "venue_size" in change else D0
-    rest = after - before.size.get(key, D0) - net
-    return min(D0, pending) <= rest <= max(D0, pending)
+    after = Decimal(change["venue_size"]) if "venue_size" in change else ZERO
+    rest = after - before.size.get(key, ZERO) - net
+    return min(ZERO, pending) <= rest <= max(ZERO, pending)
 
 
 def account_reconcile(*, account: ExchangeAccount, trader: ExchangeTrader | None = None,

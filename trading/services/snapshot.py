@@ -37,6 +37,8 @@ from redis.exceptions import RedisError
 
 from alpha_platform.common.config import get_config
 from alpha_platform.common.errors import PlatformUnavailable
+from alpha_platform.common.money import ZERO
+from alpha_platform.common.vocabulary import is_opening
 from exchanges.adapters.base import Balance, ExchangeTrader
 from exchanges.adapters.base import Position as VenuePosition
 from exchanges.adapters.errors import ExchangeError, GuardUnavailable
@@ -46,10 +48,8 @@ from risk.services import global_halt_active, user_halt_active
 from trading.models import BalanceSnapshot, Fill, Order, Position
 
 logger = logging.getLogger(__name__)
-D0 = Decimal("0")
 PLATFORM_DOWN = ("The platform's own state (its database or its Redis) cannot be read right now; the order "
                  "was refused and nothing was sent. Try again in a moment.")
-IN_FLIGHT = ("PENDING", "NEW", "PARTIALLY_FILLED", "UNKNOWN")
 
 
 @dataclass
@@ -116,8 +116,8 @@ def _order_exposure(order: Order, read: LiveRead) -> Decimal:
     """Base quantity an opening order still adds to the picture: what is left to fill while
     it is in flight, plus what filled and is not yet in a Position row we hold (for the
     target account, only fills recorded after its live read began: earlier ones are in it)."""
-    size = D0
-    if order.status in IN_FLIGHT:
+    size = ZERO
+    if order.status in Order.OPEN_STATUSES:
         size += order.quantity - order.executed_quantity
     if order.executed_quantity > 0 and (order.updated_at >= read.started_at
                                         if order.account_id == read.account.pk
@@ -154,8 +154,8 @@ def equity_figures(*, user, now: datetime, live: tuple[ExchangeAccount, Decimal]
                           has_open=Exists(Position.objects.filter(account=OuterRef("pk"),
                                                                   status=Position.Status.OPEN)))
                 .values_list("pk", "latest", "before_day", "within_day", "has_open"))
-    equity = D0
-    start = D0
+    equity = ZERO
+    start = ZERO
     for pk, latest, before_day, within_day, has_open in accounts:  # one query, whatever the number of accounts
         if live is not None and pk == live[0].pk:
             current = live[1]
@@ -191,10 +191,10 @@ def risk_snapshot(*, user, read: LiveRead, now: datetime | None = None,
     # For the target account, fills recorded since its live read began count even when
     # folded since: the live read may predate them.
     orders = [o for o in Order.objects.filter(owner=user, reduce_only=False).filter(
-        Q(status__in=IN_FLIGHT) | Q(executed_quantity__gt=0, position_folded_at__isnull=True)
+        Q(status__in=Order.OPEN_STATUSES) | Q(executed_quantity__gt=0, position_folded_at__isnull=True)
         | Q(account=account, executed_quantity__gt=0, updated_at__gte=read.started_at)
     ).exclude(pk__in=exclude_order_ids).select_related("account")
-        if (o.side == "BUY") == (o.position_side == "LONG")]
+        if is_opening(o.side, o.position_side)]
     rows = list(Position.objects.filter(owner=user, status=Position.Status.OPEN).exclude(account=account)
                 .select_related("account"))
     for row in rows:
@@ -236,9 +236,9 @@ def risk_snapshot(*, user, read: LiveRead, now: datetime | None = None,
 
     sent = Order.objects.filter(owner=user).exclude(status=Order.Status.REJECTED).exclude(source=Order.Source.SYSTEM)
     realized_today = Fill.objects.filter(account__owner=user, filled_at__gte=day_start).aggregate(
-        s=Sum("realized_pnl"))["s"] or D0
-    unrealized = sum((p.unrealized_pnl for p in read.positions or []), D0) + sum(
-        (row.unrealized_pnl for row in rows), D0)
+        s=Sum("realized_pnl"))["s"] or ZERO
+    unrealized = sum((p.unrealized_pnl for p in read.positions or []), ZERO) + sum(
+        (row.unrealized_pnl for row in rows), ZERO)
     last_loss = Fill.objects.filter(account__owner=user, realized_pnl__lt=0).order_by("-filled_at").values_list(
         "filled_at", flat=True).first()
     venue_symbol = get_config().symbol_map(account.venue).get(read.symbol)

@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -33,6 +32,7 @@ from django.db import close_old_connections, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from alpha_platform.common.money import ZERO
 from exchanges.adapters.base import OrderResult
 from exchanges.adapters.base import Position as VenuePosition
 from exchanges.models import ExchangeAccount
@@ -49,7 +49,6 @@ from trading.services.positions import (
 from trading.services.reconcile import account_reconcile
 
 logger = logging.getLogger(__name__)
-D0 = Decimal("0")
 loop_time = time.monotonic
 LIQUIDATION_WINDOW = timedelta(seconds=30)
 
@@ -90,7 +89,7 @@ def _moves_back_or_repeats(order: Order, result: OrderResult) -> bool:
     # Same state. Its fills are new only if ours do not cover the execution yet (a
     # catch-up may have recorded them under another id: the aggregate of a venue that
     # listed no trades), so a late or repeated trade never counts twice.
-    recorded = sum(order.fills.values_list("quantity", flat=True), D0)
+    recorded = sum(order.fills.values_list("quantity", flat=True), ZERO)
     return recorded >= executed
 
 

@@ -7,7 +7,7 @@ Prices are Decimal, from the written text ("1.25" or 1.25 alike).
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,14 +17,12 @@ from alpha_platform.common.config.base import ConfigModel
 from alpha_platform.common.config.report import format_path, problems_of
 from alpha_platform.common.config.types import Int, Key, List, PositiveInt, Str, Table, fail, show
 from alpha_platform.common.errors import ConfigError
+from alpha_platform.common.money import to_decimal
 
 
 def _price(value: Any) -> Decimal:
     if not isinstance(value, bool) and isinstance(value, (int, float, str)):
-        try:
-            price = Decimal(str(value).strip())
-        except InvalidOperation:
-            price = None
+        price = to_decimal(str(value).strip(), invalid=None)
         if price is not None and price.is_finite() and price >= 0:
             return price
     raise fail(f"expected a price in USD (a non-negative number such as \"2.50\"), got {show(value)}")

@@ -22,6 +22,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator
 from pydantic_core import PydanticCustomError
 
+from alpha_platform.common.money import to_decimal
+
 Problem = tuple[tuple[str | int, ...], str]  # (path below the node, message)
 
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$")
@@ -136,7 +138,7 @@ class Scalar:
 
 
 def _decimal(value: Any) -> Decimal:
-    return Decimal(str(value))
+    return to_decimal(value)
 
 
 def Int(lo: int | None = None, hi: int | None = None) -> Any:  # noqa: N802 (a type factory)

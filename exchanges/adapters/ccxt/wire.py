@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import ccxt
 
+from alpha_platform.common.money import to_decimal
 from exchanges.adapters.base import OrderStatus
 from exchanges.adapters.ccxt.errors import wire_state
 from exchanges.adapters.errors import OperationalError
@@ -80,10 +81,7 @@ def _exchange_class(ccxt_id: str) -> type:
 # --------------------------------------------------------------------------- helpers
 def dec(value: Any) -> Decimal | None:
     """A venue value as Decimal: raw strings as they are, ccxt numbers through str()."""
-    if value is None or value == "" or isinstance(value, bool):
-        return None
-    number = value if isinstance(value, Decimal) else Decimal(str(value))
-    return number if number.is_finite() else None
+    return None if isinstance(value, bool) else to_decimal(value, default=None, nonfinite=None)
 
 
 def nz(value: Any) -> Decimal | None:

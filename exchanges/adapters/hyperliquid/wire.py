@@ -13,6 +13,7 @@ from typing import Any
 from hyperliquid.utils.signing import float_to_wire
 from hyperliquid.utils.types import Cloid
 
+from alpha_platform.common.money import to_decimal
 from exchanges.adapters.base import (
     OrderSide,
     OrderType,
@@ -99,10 +100,8 @@ def round_price(price: Decimal, sz_decimals: int, rounding: str = ROUND_HALF_EVE
 
 
 def _d(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
     try:
-        return Decimal(str(value))
+        return to_decimal(value, default=None)
     except InvalidOperation:
         raise ExchangeUnavailable(f"hyperliquid: not a number in the response: {str(value)[:40]!r}",
                                   venue="hyperliquid") from None

@@ -2,14 +2,18 @@
 
 - ``market``: deterministic simulated prices (``SimulatedMarket``) or a real venue's
   public data (``CcxtPublicMarket``);
-- ``engine``: matching, margin, PnL and liquidation over a ``PaperBook``;
+- ``rules``: the venue's figures and roundings (``PaperRules``);
+- ``margin``: the account's figures under cross margin (``Margin``, ``AccountView``);
+- ``engine``: matching, fills, PnL and liquidation over a ``PaperBook``;
 - ``store``: the book and the ``PaperStore`` protocol (``MemoryPaperStore`` here, the
   database-backed one in ``exchanges.paper_store``);
 - ``trader``: ``PaperTrader``, the ExchangeTrader the registry builds.
 """
 
-from exchanges.adapters.paper.engine import AccountView, Marks, PaperEngine, PaperRules, PositionView
+from exchanges.adapters.paper.engine import PaperEngine
+from exchanges.adapters.paper.margin import AccountView, Marks, PositionView
 from exchanges.adapters.paper.market import CcxtPublicMarket, PriceSource, SimulatedMarket
+from exchanges.adapters.paper.rules import PaperRules
 from exchanges.adapters.paper.store import (
     MemoryPaperStore,
     PaperBook,

@@ -1,6 +1,7 @@
-"""The paper venue's matching and margin engine: USDT-margined perpetuals, one-way
-positions, cross margin. Django-free and store-free: it mutates a ``PaperBook`` handed to
-it and reads prices from a ``PriceSource``.
+"""The paper venue's matching engine: USDT-margined perpetuals, one-way positions, cross
+margin. Django-free and store-free: it mutates a ``PaperBook`` handed to it and reads
+prices from a ``PriceSource``; its figures and roundings are ``rules.PaperRules``, the
+account's margin figures ``margin.Margin``.
 
 Conventions (as on Binance USD-M, simplified):
 
@@ -11,9 +12,7 @@ Conventions (as on Binance USD-M, simplified):
 - reduce-only orders never increase or flip a position: refused when they would, clipped
   to the position when larger, expired when the position they protect is gone;
 - realized PnL excludes fees (fees are tracked separately), the wallet gets both;
-- cross margin: margin balance = wallet + uPnL; initial margin = notional at mark /
-  leverage; available = margin balance - initial margin - margin reserved by resting
-  opening limits; maintenance = ``maintenance_margin_rate`` x notional;
+- cross margin (see ``margin``);
 - a position is liquidated at its liquidation price (the price at which the account's
   margin balance equals its total maintenance margin, other positions at mark), paying
   the taker fee as a clearance fee.
@@ -27,132 +26,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
-from typing import Any
+from decimal import ROUND_HALF_EVEN, Decimal
 
-from exchanges.adapters.base import OrderRequest, OrderSide, OrderStatus, OrderType, PositionSide
+from alpha_platform.common.money import ZERO
+from alpha_platform.common.vocabulary import TRIGGER_ORDER_TYPES, OrderSide, OrderStatus, OrderType, PositionSide
+from exchanges.adapters.base import OrderRequest
 from exchanges.adapters.errors import (
     BadPrecision,
     InsufficientFunds,
     InvalidOrderError,
     OrderNotFound,
 )
+from exchanges.adapters.paper.margin import AccountView, Margin, Marks, PositionView
 from exchanges.adapters.paper.market import PriceSource
-from exchanges.adapters.paper.store import D0, PaperBook, PaperFill, PaperOrder, PaperPosition
+from exchanges.adapters.paper.rules import ENTRY, PaperRules, money
+from exchanges.adapters.paper.store import PaperBook, PaperFill, PaperOrder, PaperPosition
 
-MONEY = Decimal("0.00000001")  # USDT amounts: 8 places
-ENTRY = Decimal("0.00000001")  # average entry prices keep 8 places, not the tick
-BPS = Decimal("10000")
-TRIGGER_TYPES = (OrderType.STOP_MARKET.value, OrderType.TAKE_PROFIT_MARKET.value)
-
-
-def money(value: Decimal) -> Decimal:
-    return value.quantize(MONEY, rounding=ROUND_HALF_EVEN)
-
-
-def _dec(value: Any, default: Any = None) -> Decimal:
-    if value is None:
-        value = default
-    return Decimal(str(value))
-
-
-def _step(places: Any) -> Decimal:
-    return Decimal(1).scaleb(-int(places))
-
-
-@dataclass(frozen=True)
-class PaperRules:
-    """The venue's figures, from its config block (``PaperRules.from_venue_config``)."""
-
-    venue: str = "paper"
-    maker_fee: Decimal = Decimal("0.0002")
-    taker_fee: Decimal = Decimal("0.0005")
-    slippage_bps: Decimal = Decimal("2")
-    maintenance_margin_rate: Decimal = Decimal("0.005")
-    default_leverage: int = 1
-    max_leverage: int = 20
-    per_symbol_max_leverage: Mapping[str, int] = field(default_factory=dict)
-    quantity_step: Decimal = Decimal("0.000001")
-    price_tick: Decimal = Decimal("0.01")
-    min_notional: Decimal = Decimal("5")
-    supported_types: frozenset[str] = frozenset(t.value for t in OrderType)
-    time_in_force: frozenset[str] = frozenset({"GTC", "IOC"})
-    # Closed orders and fills kept in the book. The platform keeps the full history in its own
-    # tables; the book needs only recent ones for look-ups, and every call loads and saves
-    # the whole book, so a long history makes every call slower (bench/paper_venue.py).
-    history_limit: int = 100
-    sync_window_seconds: float = 60.0
-
-    @classmethod
-    def from_venue_config(cls, config: Mapping[str, Any], *, venue: str = "paper") -> PaperRules:
-        trading = config.get("trading") or {}
-        params = config.get("parameters") or {}
-        fees = trading.get("fees") or {}
-        leverage = trading.get("leverage") or {}
-        sizing = trading.get("position_sizing") or {}
-        orders = trading.get("order_management") or {}
-        supported = orders.get("supported_types") or [t.value for t in OrderType]
-        tifs = orders.get("time_in_force") or ["GTC", "IOC"]
-        return cls(
-            venue=venue,
-            maker_fee=_dec(fees.get("maker"), "0.0002"),
-            taker_fee=_dec(fees.get("taker"), "0.0005"),
-            slippage_bps=_dec(params.get("slippage_bps"), "2"),
-            maintenance_margin_rate=_dec(params.get("maintenance_margin_rate"), "0.005"),
-            default_leverage=int(leverage.get("default") or 1),
-            max_leverage=int(leverage.get("maximum") or 20),
-            per_symbol_max_leverage={k: int(v) for k, v in (leverage.get("per_symbol") or {}).items()},
-            quantity_step=_step(sizing.get("quantity_precision", 6)),
-            price_tick=_step(sizing.get("price_precision", 2)),
-            min_notional=_dec(sizing.get("min_notional"), "5"),
-            supported_types=frozenset(str(t).upper() for t in supported),
-            time_in_force=frozenset(str(t).upper() for t in tifs),
-        )
-
-    def max_leverage_for(self, symbol: str) -> int:
-        return int(self.per_symbol_max_leverage.get(symbol, self.max_leverage))
-
-
-# --------------------------------------------------------------------------- views
-@dataclass(frozen=True)
-class PositionView:
-    position: PaperPosition
-    mark_price: Decimal
-    leverage: int
-    notional: Decimal
-    unrealized_pnl: Decimal
-    initial_margin: Decimal
-    maintenance_margin: Decimal
-    liquidation_price: Decimal | None
-
-
-@dataclass(frozen=True)
-class AccountView:
-    wallet_balance: Decimal
-    unrealized_pnl: Decimal
-    margin_balance: Decimal
-    position_margin: Decimal
-    order_margin: Decimal
-    maintenance_margin: Decimal
-    available: Decimal  # may be negative: the DTO clamps, risk checks may want the truth
-    positions: tuple[PositionView, ...]
-
-
-class Marks:
-    """Mark prices at one moment, each asked of the price source once."""
-
-    def __init__(self, market: PriceSource, at: datetime, preset: Mapping[str, Decimal] | None = None) -> None:
-        self.market = market
-        self.at = at
-        self._prices: dict[str, Decimal] = dict(preset or {})
-
-    def __getitem__(self, symbol: str) -> Decimal:
-        price = self._prices.get(symbol)
-        if price is None:
-            price = self._prices[symbol] = self.market.price(symbol, self.at)
-        return price
+__all__ = ["AccountView", "Marks", "PaperEngine", "PaperRules", "PositionView", "money"]
 
 
 @dataclass
@@ -170,111 +62,18 @@ class PaperEngine:
     def __init__(self, rules: PaperRules, market: PriceSource) -> None:
         self.rules = rules
         self.market = market
+        self.margin = Margin(rules)
+
+    def account(self, book: PaperBook, marks: Marks) -> AccountView:
+        return self.margin.account(book, marks)
 
     # -- small helpers --------------------------------------------------------------------
     def _reject(self, message: str, code: str) -> InvalidOrderError:
         return InvalidOrderError(message, venue=self.rules.venue, code=code)
 
-    def quantity(self, value: Decimal) -> Decimal:
-        step = self.rules.quantity_step
-        return ((Decimal(value) / step).to_integral_value(rounding=ROUND_DOWN) * step).quantize(step)
-
-    def tick(self, value: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
-        tick = self.rules.price_tick
-        return ((Decimal(value) / tick).to_integral_value(rounding=rounding) * tick).quantize(tick)
-
-    def slipped(self, price: Decimal, side: str) -> Decimal:
-        """A taker's fill: worse than ``price`` by the slippage, rounded against the taker."""
-        factor = self.rules.slippage_bps / BPS
-        if side == OrderSide.BUY:
-            return self.tick(price * (1 + factor), ROUND_CEILING)
-        return self.tick(price * (1 - factor), ROUND_FLOOR)
-
-    def leverage(self, book: PaperBook, symbol: str) -> int:
-        return int(book.leverage.get(symbol, self.rules.default_leverage))
-
     @staticmethod
     def _signed(side: str, quantity: Decimal) -> Decimal:
         return quantity if side == OrderSide.BUY else -quantity
-
-    @staticmethod
-    def opening_quantity(position_qty: Decimal, side: str, quantity: Decimal) -> Decimal:
-        """The part of an order that would increase exposure (all of it, the excess over the
-        position when it flips one, none when it only reduces)."""
-        delta = quantity if side == OrderSide.BUY else -quantity
-        if position_qty == 0 or (position_qty > 0) == (delta > 0):
-            return quantity
-        return max(D0, quantity - abs(position_qty))
-
-    # -- account figures ------------------------------------------------------------------
-    def liquidation_price(self, book: PaperBook, symbol: str, marks: Marks) -> Decimal | None:
-        """Cross margin: solve W + U_o + q(P - E) = M_o + mmr |q| P for P, the other positions
-        (U_o their uPnL, M_o their maintenance margin) held at mark."""
-        position = book.positions.get(symbol)
-        if position is None or position.quantity == 0:
-            return None
-        mmr = self.rules.maintenance_margin_rate
-        other_upnl = other_mm = D0
-        for other in book.positions.values():
-            if other.symbol == symbol:
-                continue
-            mark = marks[other.symbol]
-            other_upnl += other.quantity * (mark - other.entry_price)
-            other_mm += mmr * abs(other.quantity) * mark
-        q = position.quantity
-        numerator = book.wallet_balance + other_upnl - other_mm - q * position.entry_price
-        denominator = mmr * abs(q) - q
-        if denominator == 0:
-            return None
-        price = numerator / denominator
-        if price <= 0:
-            return None  # a long that no fall can liquidate (or a short's nonsense root)
-        return self.tick(price)
-
-    def account(self, book: PaperBook, marks: Marks) -> AccountView:
-        mmr = self.rules.maintenance_margin_rate
-        views: list[PositionView] = []
-        upnl = im = mm = D0
-        for position in book.positions.values():
-            mark = marks[position.symbol]
-            lev = self.leverage(book, position.symbol)
-            notional = abs(position.quantity) * mark
-            pnl = position.quantity * (mark - position.entry_price)
-            p_im = notional / lev
-            p_mm = notional * mmr
-            upnl += pnl
-            im += p_im
-            mm += p_mm
-            views.append(PositionView(
-                position=position, mark_price=mark, leverage=lev, notional=money(notional),
-                unrealized_pnl=money(pnl), initial_margin=money(p_im), maintenance_margin=money(p_mm),
-                liquidation_price=self.liquidation_price(book, position.symbol, marks),
-            ))
-        order_margin = D0
-        for order in book.open_orders():
-            if order.order_type == OrderType.LIMIT and not order.reduce_only and order.price is not None:
-                order_margin += order.reserve_quantity * order.price / self.leverage(book, order.symbol)
-        margin_balance = book.wallet_balance + upnl
-        return AccountView(
-            wallet_balance=money(book.wallet_balance), unrealized_pnl=money(upnl),
-            margin_balance=money(margin_balance), position_margin=money(im),
-            order_margin=money(order_margin), maintenance_margin=money(mm),
-            available=money(margin_balance - im - order_margin), positions=tuple(views),
-        )
-
-    def _require_margin(self, book: PaperBook, marks: Marks, symbol: str, opening: Decimal,
-                        quantity: Decimal, price: Decimal, fee_rate: Decimal) -> None:
-        if opening <= 0:
-            return
-        lev = self.leverage(book, symbol)
-        needed = money(opening * price / lev + quantity * price * max(fee_rate, D0))
-        available = self.account(book, marks).available
-        if needed > available:
-            raise InsufficientFunds(
-                f"Margin is insufficient: the order needs {needed} USDT at {lev}x, "
-                f"{max(available, D0)} USDT is available",
-                venue=self.rules.venue, code="-2019",
-            )
 
     # -- fills ----------------------------------------------------------------------------
     def _apply_fill(self, book: PaperBook, order: PaperOrder, quantity: Decimal, price: Decimal,
@@ -284,8 +83,8 @@ class PaperEngine:
         symbol = order.symbol
         delta = self._signed(order.side, quantity)
         position = book.positions.get(symbol)
-        current = position.quantity if position else D0
-        realized = D0
+        current = position.quantity if position else ZERO
+        realized = ZERO
         if current != 0 and (current > 0) != (delta > 0):
             closing = min(abs(delta), abs(current))
             realized = money(closing * (price - position.entry_price) * (1 if current > 0 else -1))
@@ -297,14 +96,14 @@ class PaperEngine:
                                      updated_at=now, position_id=book.next_id(f"{symbol}#"))
             book.positions[symbol] = position
         elif new_qty == 0:
-            position.quantity = D0
+            position.quantity = ZERO
         elif (new_qty > 0) != (current > 0):  # flipped: the rest opens at this price
             position.quantity = new_qty
             position.entry_price = price
             position.opened_at = now
             position.position_id = book.next_id(f"{symbol}#")
-            position.realized_pnl = D0
-            position.fees = D0
+            position.realized_pnl = ZERO
+            position.fees = ZERO
             flipped = True
         elif abs(new_qty) > abs(current):  # added: average the entry
             position.entry_price = ((abs(current) * position.entry_price + abs(delta) * price)
@@ -321,7 +120,7 @@ class PaperEngine:
 
         book.wallet_balance += realized - fee
         if not book.positions and book.wallet_balance < 0:
-            book.wallet_balance = D0  # the insurance fund takes a bankrupt account's deficit
+            book.wallet_balance = ZERO  # the insurance fund takes a bankrupt account's deficit
         book.realized_pnl_total += realized
         book.fees_total += fee
 
@@ -333,7 +132,7 @@ class PaperEngine:
         filled_before = order.executed_quantity
         order.executed_quantity = filled_before + quantity
         order.average_price = price if filled_before == 0 else (
-            (filled_before * (order.average_price or D0) + quantity * price) / order.executed_quantity
+            (filled_before * (order.average_price or ZERO) + quantity * price) / order.executed_quantity
         ).quantize(ENTRY, rounding=ROUND_HALF_EVEN)
         order.fees += fee
         order.realized_pnl += realized
@@ -356,7 +155,7 @@ class PaperEngine:
         for order in book.open_orders(symbol):
             if not order.reduce_only or self._held(book, order):
                 continue
-            if position_qty == 0 or self.opening_quantity(position_qty, order.side, order.quantity) == order.quantity:
+            if position_qty == 0 or self.margin.opening_quantity(position_qty, order.side, order.quantity) == order.quantity:
                 self._close_order(order, OrderStatus.EXPIRED, now,
                                   "reduce-only order expired: no position left to reduce")
 
@@ -388,7 +187,7 @@ class PaperEngine:
         for cid in [request.client_order_id, *children_ids]:
             if book.find_order(client_order_id=cid) is not None:
                 raise self._reject(f"Client order id {cid!r} is duplicated", "-4116")
-        quantity = self.quantity(request.quantity)
+        quantity = self.rules.quantity(request.quantity)
         if quantity <= 0:
             raise BadPrecision(f"Quantity {request.quantity} is below the step {rules.quantity_step}",
                                venue=rules.venue, code="-1111")
@@ -400,11 +199,11 @@ class PaperEngine:
         marks = Marks(self.market, now)
         mark = marks[symbol]
         position_qty = book.position_quantity(symbol)
-        limit_price = self.tick(request.price) if request.price is not None else None
-        stop_price = self.tick(request.stop_price) if request.stop_price is not None else None
+        limit_price = self.rules.tick(request.price) if request.price is not None else None
+        stop_price = self.rules.tick(request.stop_price) if request.stop_price is not None else None
         if order_type == OrderType.LIMIT and (limit_price is None or limit_price <= 0):
             raise self._reject("A limit order needs a positive price", "-1102")
-        if order_type in TRIGGER_TYPES and (stop_price is None or stop_price <= 0):
+        if order_type in TRIGGER_ORDER_TYPES and (stop_price is None or stop_price <= 0):
             raise self._reject(f"A {order_type} order needs a positive stop price", "-1102")
 
         order = PaperOrder(
@@ -416,7 +215,7 @@ class PaperEngine:
         )
 
         # Where it would execute now, if it would.
-        taker_price = self.slipped(mark, side)
+        taker_price = self.rules.slipped(mark, side)
         immediate: Decimal | None = None
         if order_type == OrderType.MARKET:
             immediate = taker_price
@@ -429,26 +228,26 @@ class PaperEngine:
         reference = immediate or limit_price or stop_price or mark
 
         if request.reduce_only:
-            if self.opening_quantity(position_qty, side, quantity) == quantity:
+            if self.margin.opening_quantity(position_qty, side, quantity) == quantity:
                 raise self._reject("ReduceOnly Order is rejected: there is no position this order "
                                    "would reduce", "-2022")
             if quantity > abs(position_qty) and immediate is not None:
                 order.requested_quantity = quantity
-                order.quantity = quantity = self.quantity(abs(position_qty))
+                order.quantity = quantity = self.rules.quantity(abs(position_qty))
         elif quantity * reference < rules.min_notional:
             raise self._reject(f"Order's notional {money(quantity * reference)} must be no smaller "
                                f"than {rules.min_notional}", "-4164")
 
         self._check_attached(request, side, reference)
-        opening = D0 if request.reduce_only else self.opening_quantity(position_qty, side, quantity)
+        opening = ZERO if request.reduce_only else self.margin.opening_quantity(position_qty, side, quantity)
         if immediate is not None:
-            self._require_margin(book, marks, symbol, opening, quantity, immediate, rules.taker_fee)
+            self.margin.require_margin(book, marks, symbol, opening, quantity, immediate, rules.taker_fee)
         elif order_type == OrderType.LIMIT:
             if tif == "IOC":
                 self._close_order(order, OrderStatus.EXPIRED, now, "IOC limit could not fill")
                 book.orders[order.order_id] = order
                 return order
-            self._require_margin(book, marks, symbol, opening, quantity, limit_price, rules.maker_fee)
+            self.margin.require_margin(book, marks, symbol, opening, quantity, limit_price, rules.maker_fee)
             order.reserve_quantity = opening
 
         book.orders[order.order_id] = order
@@ -461,9 +260,9 @@ class PaperEngine:
     def _check_attached(self, request: OrderRequest, side: str, reference: Decimal) -> None:
         sl, tp = request.stop_loss, request.take_profit
         long = side == OrderSide.BUY
-        if sl is not None and (self.tick(sl) >= reference if long else self.tick(sl) <= reference):
+        if sl is not None and (self.rules.tick(sl) >= reference if long else self.rules.tick(sl) <= reference):
             raise self._reject(f"Stop-loss {sl} is on the wrong side of the entry {reference}", "-2021")
-        if tp is not None and (self.tick(tp) <= reference if long else self.tick(tp) >= reference):
+        if tp is not None and (self.rules.tick(tp) <= reference if long else self.rules.tick(tp) >= reference):
             raise self._reject(f"Take-profit {tp} is on the wrong side of the entry {reference}", "-2021")
 
     def _attach(self, book: PaperBook, request: OrderRequest, parent: PaperOrder, now: datetime) -> None:
@@ -478,7 +277,7 @@ class PaperEngine:
                 order_id=book.next_id(""), client_order_id=request.client_order_id + suffix,
                 symbol=parent.symbol, side=close_side, order_type=kind, quantity=parent.quantity,
                 status=OrderStatus.NEW.value, created_at=now, updated_at=now,
-                stop_price=self.tick(price), reduce_only=True, time_in_force="GTC",
+                stop_price=self.rules.tick(price), reduce_only=True, time_in_force="GTC",
                 position_side=parent.position_side, parent_id=parent.order_id, attached_role=role,
             )
             book.orders[child.order_id] = child
@@ -502,7 +301,7 @@ class PaperEngine:
             raise OrderNotFound(f"Unknown order sent: {order.order_id} is already {order.status}",
                                 venue=self.rules.venue, code="-2011")
         self._close_order(order, OrderStatus.CANCELLED, now)
-        order.reserve_quantity = D0
+        order.reserve_quantity = ZERO
         for child_id in order.attached_ids:  # held protections go with an unfilled parent
             child = book.orders.get(child_id)
             if child is not None and child.is_open and order.executed_quantity == 0:
@@ -518,7 +317,7 @@ class PaperEngine:
         if previous is not None and leverage < previous and (
             book.positions.get(symbol) or book.open_orders(symbol)
         ):
-            if self.account(book, Marks(self.market, now)).available < 0:
+            if self.margin.account(book, Marks(self.market, now)).available < 0:
                 book.leverage[symbol] = previous
                 raise InsufficientFunds(f"Margin is insufficient to lower {symbol} leverage to {leverage}x",
                                         venue=self.rules.venue, code="-2027")
@@ -596,22 +395,22 @@ class PaperEngine:
             low, high = extremes[order.symbol]
             p0 = opening[order.symbol]
             if direction == "down" and low <= level:
-                events.append(_Event(max(D0, p0 - level) / p0, n, "order", order.symbol, order))
+                events.append(_Event(max(ZERO, p0 - level) / p0, n, "order", order.symbol, order))
             elif direction == "up" and high >= level:
-                events.append(_Event(max(D0, level - p0) / p0, n, "order", order.symbol, order))
+                events.append(_Event(max(ZERO, level - p0) / p0, n, "order", order.symbol, order))
         for position in list(book.positions.values()):
             symbol = position.symbol
             if symbol not in extremes:
                 continue
-            liq = self.liquidation_price(book, symbol, closing)
+            liq = self.margin.liquidation_price(book, symbol, closing)
             if liq is None:
                 continue
             low, high = extremes[symbol]
             p0 = opening[symbol]
             if position.quantity > 0 and low <= liq:
-                events.append(_Event(max(D0, p0 - liq) / p0, 1 << 30, "liquidation", symbol, price=liq))
+                events.append(_Event(max(ZERO, p0 - liq) / p0, 1 << 30, "liquidation", symbol, price=liq))
             elif position.quantity < 0 and high >= liq:
-                events.append(_Event(max(D0, liq - p0) / p0, 1 << 30, "liquidation", symbol, price=liq))
+                events.append(_Event(max(ZERO, liq - p0) / p0, 1 << 30, "liquidation", symbol, price=liq))
         if not events:
             return None
         return min(events, key=lambda e: (e.rank, e.tie))
@@ -621,22 +420,22 @@ class PaperEngine:
         position_qty = book.position_quantity(order.symbol)
         quantity = order.quantity - order.executed_quantity
         if order.reduce_only:
-            if self.opening_quantity(position_qty, order.side, quantity) == quantity:
+            if self.margin.opening_quantity(position_qty, order.side, quantity) == quantity:
                 self._close_order(order, OrderStatus.EXPIRED, now, "reduce-only order expired: no position to reduce")
                 return
             if quantity > abs(position_qty):
                 order.requested_quantity = order.quantity
-                quantity = self.quantity(abs(position_qty))
+                quantity = self.rules.quantity(abs(position_qty))
                 order.quantity = order.executed_quantity + quantity
         if order.order_type == OrderType.LIMIT:
-            order.reserve_quantity = D0
+            order.reserve_quantity = ZERO
             self._apply_fill(book, order, quantity, order.price, now, maker=True)  # type: ignore[arg-type]
             return
-        price = self.slipped(order.stop_price, order.side)  # type: ignore[arg-type]
+        price = self.rules.slipped(order.stop_price, order.side)  # type: ignore[arg-type]
         if not order.reduce_only:
-            opening = self.opening_quantity(position_qty, order.side, quantity)
+            opening = self.margin.opening_quantity(position_qty, order.side, quantity)
             try:
-                self._require_margin(book, marks, order.symbol, opening, quantity, price, self.rules.taker_fee)
+                self.margin.require_margin(book, marks, order.symbol, opening, quantity, price, self.rules.taker_fee)
             except InsufficientFunds as exc:
                 self._close_order(order, OrderStatus.EXPIRED, now, f"triggered but {exc.message}")
                 return

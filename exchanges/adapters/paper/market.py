@@ -27,6 +27,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
 
+from alpha_platform.common.money import ZERO, to_decimal
 from exchanges.adapters.base import Candle, Ticker, utcnow
 from exchanges.adapters.errors import (
     ExchangeError,
@@ -268,7 +269,7 @@ class SimulatedMarket:
         return result
 
     def ticker(self, symbol: str, at: datetime | None = None, *, exchange: str = "paper",
-               half_spread_bps: Decimal = Decimal("0")) -> Ticker:
+               half_spread_bps: Decimal = ZERO) -> Ticker:
         at = _as_utc(self._clock() if at is None else at)
         last = self.price(symbol, at)
         before = self.price(symbol, at - timedelta(hours=24))
@@ -369,7 +370,7 @@ class CcxtPublicMarket:
         return value
 
     def _q(self, value: Any) -> Decimal:
-        d = Decimal(str(value))
+        d = to_decimal(value)
         return d.quantize(self.price_tick, rounding=ROUND_HALF_EVEN) if self.price_tick else d
 
     def _raw_ticker(self, symbol: str) -> dict[str, Any]:
@@ -415,8 +416,8 @@ class CcxtPublicMarket:
         minutes = int((end - start).total_seconds() // 60) + 2
         rows = self._ohlcv(symbol, "1m", int(start.timestamp() // 60 * 60 * 1000), min(minutes, 1000))
         now_price = self.price(symbol, end)
-        lows = [Decimal(str(r[3])) for r in rows if r[3] is not None] + [now_price]
-        highs = [Decimal(str(r[2])) for r in rows if r[2] is not None] + [now_price]
+        lows = [to_decimal(r[3]) for r in rows if r[3] is not None] + [now_price]
+        highs = [to_decimal(r[2]) for r in rows if r[2] is not None] + [now_price]
         return self._q(min(lows)), self._q(max(highs))
 
     def candles(self, symbol: str, timeframe: str = "1m", limit: int = 100,
@@ -429,11 +430,11 @@ class CcxtPublicMarket:
         rows = self._ohlcv(symbol, timeframe, since, limit)
         return [Candle(timestamp=datetime.fromtimestamp(r[0] / 1000, tz=UTC), open=self._q(r[1]),
                        high=self._q(r[2]), low=self._q(r[3]), close=self._q(r[4]),
-                       volume=Decimal(str(r[5] or 0)))
+                       volume=to_decimal(r[5], default=ZERO))
                 for r in rows[-limit:]]
 
     def ticker(self, symbol: str, at: datetime | None = None, *, exchange: str = "paper",
-               half_spread_bps: Decimal = Decimal("0")) -> Ticker:
+               half_spread_bps: Decimal = ZERO) -> Ticker:
         raw = self._raw_ticker(symbol)
         last = self._q(raw["last"])
         return Ticker(
@@ -441,6 +442,6 @@ class CcxtPublicMarket:
             mark=self._q(raw["mark"]) if raw.get("mark") is not None else last,
             bid=self._q(raw["bid"]) if raw.get("bid") is not None else None,
             ask=self._q(raw["ask"]) if raw.get("ask") is not None else None,
-            change_24h_percent=Decimal(str(raw["percentage"])) if raw.get("percentage") is not None else None,
+            change_24h_percent=to_decimal(raw.get("percentage"), default=None),
             funding_rate=None, timestamp=self._clock(), exchange=exchange,
         )

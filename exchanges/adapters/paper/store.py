@@ -22,16 +22,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
-D0 = Decimal("0")
+from alpha_platform.common.money import ZERO, to_decimal
+from alpha_platform.common.vocabulary import VENUE_OPEN_STATUSES
+
 BOOK_FORMAT = 1
-
-
-def _d(value: Any) -> Decimal:
-    return D0 if value in (None, "") else Decimal(str(value))
-
-
-def _od(value: Any) -> Decimal | None:
-    return None if value in (None, "") else Decimal(str(value))
 
 
 def _s(value: Decimal | None) -> str | None:
@@ -75,8 +69,9 @@ class PaperFill:
     def from_dict(cls, d: dict[str, Any]) -> PaperFill:
         return cls(
             trade_id=d["trade_id"], order_id=d["order_id"], symbol=d["symbol"], side=d["side"],
-            quantity=_d(d["quantity"]), price=_d(d["price"]), fee=_d(d.get("fee")),
-            realized_pnl=_d(d.get("realized_pnl")), timestamp=_dt(d["timestamp"]),  # type: ignore[arg-type]
+            quantity=to_decimal(d["quantity"], default=ZERO), price=to_decimal(d["price"], default=ZERO),
+            fee=to_decimal(d.get("fee"), default=ZERO), realized_pnl=to_decimal(d.get("realized_pnl"), default=ZERO),
+            timestamp=_dt(d["timestamp"]),  # type: ignore[arg-type]
             maker=bool(d.get("maker")), liquidation=bool(d.get("liquidation")),
         )
 
@@ -97,15 +92,15 @@ class PaperOrder:
     reduce_only: bool = False
     time_in_force: str = "GTC"
     position_side: str | None = None  # as asked (LONG | SHORT); the book is one-way
-    executed_quantity: Decimal = D0
+    executed_quantity: Decimal = ZERO
     average_price: Decimal | None = None
-    fees: Decimal = D0
-    realized_pnl: Decimal = D0
+    fees: Decimal = ZERO
+    realized_pnl: Decimal = ZERO
     fills: list[PaperFill] = field(default_factory=list)
     parent_id: str | None = None  # attached stop-loss / take-profit: held until the parent fills
     attached_ids: list[str] = field(default_factory=list)
     attached_role: str | None = None  # "stop_loss" | "take_profit"
-    reserve_quantity: Decimal = D0  # the opening part of a resting limit (margin reserved for it)
+    reserve_quantity: Decimal = ZERO  # the opening part of a resting limit (margin reserved for it)
     requested_quantity: Decimal | None = None  # before reduce-only clipping
     triggered_at: datetime | None = None
     liquidation: bool = False
@@ -113,7 +108,7 @@ class PaperOrder:
 
     @property
     def is_open(self) -> bool:
-        return self.status in ("NEW", "PARTIALLY_FILLED")
+        return self.status in VENUE_OPEN_STATUSES
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -139,20 +134,22 @@ class PaperOrder:
     def from_dict(cls, d: dict[str, Any]) -> PaperOrder:
         return cls(
             order_id=d["order_id"], client_order_id=d["client_order_id"], symbol=d["symbol"],
-            side=d["side"], order_type=d["order_type"], quantity=_d(d["quantity"]),
+            side=d["side"], order_type=d["order_type"], quantity=to_decimal(d["quantity"], default=ZERO),
             status=d["status"], created_at=_dt(d["created_at"]),  # type: ignore[arg-type]
             updated_at=_dt(d["updated_at"]),  # type: ignore[arg-type]
-            price=_od(d.get("price")), stop_price=_od(d.get("stop_price")),
+            price=to_decimal(d.get("price"), default=None),
+            stop_price=to_decimal(d.get("stop_price"), default=None),
             reduce_only=bool(d.get("reduce_only")), time_in_force=d.get("time_in_force") or "GTC",
             position_side=d.get("position_side"),
-            executed_quantity=_d(d.get("executed_quantity")),
-            average_price=_od(d.get("average_price")), fees=_d(d.get("fees")),
-            realized_pnl=_d(d.get("realized_pnl")),
+            executed_quantity=to_decimal(d.get("executed_quantity"), default=ZERO),
+            average_price=to_decimal(d.get("average_price"), default=None),
+            fees=to_decimal(d.get("fees"), default=ZERO),
+            realized_pnl=to_decimal(d.get("realized_pnl"), default=ZERO),
             fills=[PaperFill.from_dict(f) for f in d.get("fills") or []],
             parent_id=d.get("parent_id"), attached_ids=list(d.get("attached_ids") or []),
             attached_role=d.get("attached_role"),
-            reserve_quantity=_d(d.get("reserve_quantity")),
-            requested_quantity=_od(d.get("requested_quantity")),
+            reserve_quantity=to_decimal(d.get("reserve_quantity"), default=ZERO),
+            requested_quantity=to_decimal(d.get("requested_quantity"), default=None),
             triggered_at=_dt(d.get("triggered_at")), liquidation=bool(d.get("liquidation")),
             note=d.get("note") or "",
         )
@@ -168,8 +165,8 @@ class PaperPosition:
     opened_at: datetime
     updated_at: datetime
     position_id: str = ""
-    realized_pnl: Decimal = D0  # over this position's life, fees excluded
-    fees: Decimal = D0
+    realized_pnl: Decimal = ZERO  # over this position's life, fees excluded
+    fees: Decimal = ZERO
 
     @property
     def side(self) -> str:
@@ -190,10 +187,11 @@ class PaperPosition:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PaperPosition:
         return cls(
-            symbol=d["symbol"], quantity=_d(d["quantity"]), entry_price=_d(d["entry_price"]),
+            symbol=d["symbol"], quantity=to_decimal(d["quantity"], default=ZERO),
+            entry_price=to_decimal(d["entry_price"], default=ZERO),
             opened_at=_dt(d["opened_at"]), updated_at=_dt(d["updated_at"]),  # type: ignore[arg-type]
-            position_id=d.get("position_id") or "", realized_pnl=_d(d.get("realized_pnl")),
-            fees=_d(d.get("fees")),
+            position_id=d.get("position_id") or "", realized_pnl=to_decimal(d.get("realized_pnl"), default=ZERO),
+            fees=to_decimal(d.get("fees"), default=ZERO),
         )
 
 
@@ -210,8 +208,8 @@ class PaperBook:
     leverage: dict[str, int] = field(default_factory=dict)  # by venue symbol
     last_sync: datetime | None = None
     sequence: int = 0  # source of order, trade and position ids
-    realized_pnl_total: Decimal = D0
-    fees_total: Decimal = D0
+    realized_pnl_total: Decimal = ZERO
+    fees_total: Decimal = ZERO
     liquidations: int = 0
     created_at: datetime | None = None
 
@@ -244,7 +242,7 @@ class PaperBook:
 
     def position_quantity(self, symbol: str) -> Decimal:
         position = self.positions.get(symbol)
-        return position.quantity if position is not None else D0
+        return position.quantity if position is not None else ZERO
 
     def trim(self, limit: int) -> None:
         """Keep every open order and the newest ``limit`` closed ones (and trades)."""
@@ -278,16 +276,16 @@ class PaperBook:
         orders = [PaperOrder.from_dict(o) for o in d.get("orders") or []]
         return cls(
             account_ref=d["account_ref"],
-            starting_balance=_d(d["starting_balance"]),
-            wallet_balance=_d(d["wallet_balance"]),
+            starting_balance=to_decimal(d["starting_balance"], default=ZERO),
+            wallet_balance=to_decimal(d["wallet_balance"], default=ZERO),
             positions={k: PaperPosition.from_dict(p) for k, p in (d.get("positions") or {}).items()},
             orders={o.order_id: o for o in orders},
             fills=[PaperFill.from_dict(f) for f in d.get("fills") or []],
             leverage={k: int(v) for k, v in (d.get("leverage") or {}).items()},
             last_sync=_dt(d.get("last_sync")),
             sequence=int(d.get("sequence") or 0),
-            realized_pnl_total=_d(d.get("realized_pnl_total")),
-            fees_total=_d(d.get("fees_total")),
+            realized_pnl_total=to_decimal(d.get("realized_pnl_total"), default=ZERO),
+            fees_total=to_decimal(d.get("fees_total"), default=ZERO),
             liquidations=int(d.get("liquidations") or 0),
             created_at=_dt(d.get("created_at")),
         )

@@ -30,9 +30,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from alpha_platform.common.money import ZERO, to_decimal
 from alpha_platform.common.secrets import Credentials
 from exchanges.adapters.base import (
-    D0,
     Balance,
     BaseTrader,
     Candle,
@@ -57,8 +57,10 @@ from exchanges.adapters.errors import (
     OrderNotFound,
     UnknownSymbol,
 )
-from exchanges.adapters.paper.engine import Marks, PaperEngine, PaperRules, PositionView, money
+from exchanges.adapters.paper.engine import PaperEngine
+from exchanges.adapters.paper.margin import Marks, PositionView
 from exchanges.adapters.paper.market import CcxtPublicMarket, PriceSource, SimulatedMarket
+from exchanges.adapters.paper.rules import PaperRules, money
 from exchanges.adapters.paper.store import MemoryPaperStore, PaperBook, PaperOrder, PaperStore
 from exchanges.adapters.resilience import AdapterRuntime, Guard
 
@@ -101,7 +103,7 @@ class PaperTrader(BaseTrader):
         self.store: PaperStore = getattr(runtime, "paper_store", None) or _PROCESS_STORE
         self.account_ref = spec.account_ref or f"{spec.venue}:default"
         self._clock: Callable[[], datetime] = extra.get("now") or utcnow
-        self.starting_balance = Decimal(str(extra.get("starting_balance") or params.get("starting_balance", 10000)))
+        self.starting_balance = to_decimal(extra.get("starting_balance") or params.get("starting_balance", 10000))
         self._market: PriceSource | None = extra.get("market")
         self._cache = getattr(runtime, "cache", None)
         self._engine: PaperEngine | None = None
@@ -239,7 +241,7 @@ class PaperTrader(BaseTrader):
         view, now, starting, realized, fees = self._read(call)
         return Balance(
             total_balance=view.wallet_balance,
-            available_balance=max(view.available, D0),
+            available_balance=max(view.available, ZERO),
             margin_balance=view.margin_balance,
             unrealized_pnl=view.unrealized_pnl,
             currency="USDT", timestamp=now, exchange=self.exchange_name,
@@ -269,7 +271,7 @@ class PaperTrader(BaseTrader):
 
     def _position(self, view: PositionView, now: datetime) -> Position:
         p = view.position
-        pct = (view.unrealized_pnl / view.initial_margin * 100).quantize(PERCENT) if view.initial_margin else D0
+        pct = (view.unrealized_pnl / view.initial_margin * 100).quantize(PERCENT) if view.initial_margin else ZERO
         return Position(
             symbol=self.denormalize_symbol(p.symbol), side=PositionSide(p.side), size=p.size,
             entry_price=p.entry_price, mark_price=view.mark_price, unrealized_pnl=view.unrealized_pnl,

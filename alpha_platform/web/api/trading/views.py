@@ -30,6 +30,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from alpha_platform.common.errors import ApplicationError
+from alpha_platform.common.money import ZERO
+from alpha_platform.common.vocabulary import closing_side
 from alpha_platform.web.api.common import OrderThrottle, UserThrottle, error_body, query_values
 from alpha_platform.web.api.exchanges.views import venue_display_name
 from alpha_platform.web.api.trading.filters import EquityQuery, OrderFilter, PnlQuery, PositionFilter
@@ -56,7 +58,6 @@ from trading.services import (
     verdict_summary,
 )
 
-D0 = Decimal("0")
 FIGURES = ("total_balance", "available_balance", "margin_balance", "unrealized_pnl", "margin_used")
 
 
@@ -130,7 +131,7 @@ class BalanceView(APIView):
     def get(self, request):
         rows, totals = selectors.account_balances(user=request.user)
         accounts = []
-        by_venue: dict[str, dict[str, Decimal]] = defaultdict(lambda: {f: D0 for f in FIGURES})
+        by_venue: dict[str, dict[str, Decimal]] = defaultdict(lambda: {f: ZERO for f in FIGURES})
         for row in rows:
             snap = row.snapshot
             item: dict[str, Any] = {"account": row.account, "venue": row.account.venue,
@@ -141,11 +142,11 @@ class BalanceView(APIView):
                 item[name] = getattr(snap, name) if snap else None
                 if snap:
                     by_venue[row.account.venue][name] += getattr(snap, name)
-            by_venue.setdefault(row.account.venue, {f: D0 for f in FIGURES})
+            by_venue.setdefault(row.account.venue, {f: ZERO for f in FIGURES})
             accounts.append(item)
         data = {
             "currency": "USDT",
-            "total": {name: totals.get(name, D0) for name in FIGURES},
+            "total": {name: totals.get(name, ZERO) for name in FIGURES},
             "by_venue": [{"venue": venue, "display_name": venue_display_name(venue), **figures}
                          for venue, figures in by_venue.items()],
             "accounts": accounts,
@@ -178,7 +179,7 @@ class PositionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         if position.status != Position.Status.OPEN:
             raise ApplicationError("This position is already closed.")
         result = order_submit(account=position.account, symbol=position.symbol,
-                              side="SELL" if position.side == "LONG" else "BUY", position_side=position.side,
+                              side=closing_side(position.side).value, position_side=position.side,
                               quantity=position.size, reduce_only=True, source=Order.Source.API,
                               actor=_actor(request))
         return submit_response(result)

@@ -1,0 +1,94 @@
+"""The paper venue's figures and roundings: fees, slippage, margin rate, leverage bounds,
+quantity step and price tick, read once from its config block. Django-free."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from alpha_platform.common.money import to_decimal
+from alpha_platform.common.vocabulary import OrderSide, OrderType
+
+MONEY = Decimal("0.00000001")  # USDT amounts: 8 places
+ENTRY = Decimal("0.00000001")  # average entry prices keep 8 places, not the tick
+BPS = Decimal("10000")
+
+
+def money(value: Decimal) -> Decimal:
+    return value.quantize(MONEY, rounding=ROUND_HALF_EVEN)
+
+
+def _step(places: Any) -> Decimal:
+    return Decimal(1).scaleb(-int(places))
+
+
+@dataclass(frozen=True)
+class PaperRules:
+    """The venue's figures, from its config block (``PaperRules.from_venue_config``)."""
+
+    venue: str = "paper"
+    maker_fee: Decimal = Decimal("0.0002")
+    taker_fee: Decimal = Decimal("0.0005")
+    slippage_bps: Decimal = Decimal("2")
+    maintenance_margin_rate: Decimal = Decimal("0.005")
+    default_leverage: int = 1
+    max_leverage: int = 20
+    per_symbol_max_leverage: Mapping[str, int] = field(default_factory=dict)
+    quantity_step: Decimal = Decimal("0.000001")
+    price_tick: Decimal = Decimal("0.01")
+    min_notional: Decimal = Decimal("5")
+    supported_types: frozenset[str] = frozenset(t.value for t in OrderType)
+    time_in_force: frozenset[str] = frozenset({"GTC", "IOC"})
+    # Closed orders and fills kept in the book. The platform keeps the full history in its own
+    # tables; the book needs only recent ones for look-ups, and every call loads and saves
+    # the whole book, so a long history makes every call slower (bench/paper_venue.py).
+    history_limit: int = 100
+    sync_window_seconds: float = 60.0
+
+    @classmethod
+    def from_venue_config(cls, config: Mapping[str, Any], *, venue: str = "paper") -> PaperRules:
+        trading = config.get("trading") or {}
+        params = config.get("parameters") or {}
+        fees = trading.get("fees") or {}
+        leverage = trading.get("leverage") or {}
+        sizing = trading.get("position_sizing") or {}
+        orders = trading.get("order_management") or {}
+        supported = orders.get("supported_types") or [t.value for t in OrderType]
+        tifs = orders.get("time_in_force") or ["GTC", "IOC"]
+        return cls(
+            venue=venue,
+            maker_fee=to_decimal(fees.get("maker"), default=Decimal("0.0002")),
+            taker_fee=to_decimal(fees.get("taker"), default=Decimal("0.0005")),
+            slippage_bps=to_decimal(params.get("slippage_bps"), default=Decimal("2")),
+            maintenance_margin_rate=to_decimal(params.get("maintenance_margin_rate"), default=Decimal("0.005")),
+            default_leverage=int(leverage.get("default") or 1),
+            max_leverage=int(leverage.get("maximum") or 20),
+            per_symbol_max_leverage={k: int(v) for k, v in (leverage.get("per_symbol") or {}).items()},
+            quantity_step=_step(sizing.get("quantity_precision", 6)),
+            price_tick=_step(sizing.get("price_precision", 2)),
+            min_notional=to_decimal(sizing.get("min_notional"), default=Decimal("5")),
+            supported_types=frozenset(str(t).upper() for t in supported),
+            time_in_force=frozenset(str(t).upper() for t in tifs),
+        )
+
+    def max_leverage_for(self, symbol: str) -> int:
+        return int(self.per_symbol_max_leverage.get(symbol, self.max_leverage))
+
+    # -- roundings ------------------------------------------------------------------------
+    def quantity(self, value: Decimal) -> Decimal:
+        """Down to the quantity step."""
+        step = self.quantity_step
+        return ((Decimal(value) / step).to_integral_value(rounding=ROUND_DOWN) * step).quantize(step)
+
+    def tick(self, value: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+        tick = self.price_tick
+        return ((Decimal(value) / tick).to_integral_value(rounding=rounding) * tick).quantize(tick)
+
+    def slipped(self, price: Decimal, side: str) -> Decimal:
+        """A taker's fill: worse than ``price`` by the slippage, rounded against the taker."""
+        factor = self.slippage_bps / BPS
+        if side == OrderSide.BUY:
+            return self.tick(price * (1 + factor), ROUND_CEILING)
+        return self.tick(price * (1 - factor), ROUND_FLOOR)

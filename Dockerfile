@@ -54,8 +54,9 @@ RUN mkdir -p /app/var \
 USER alpha
 EXPOSE 8000
 # Every service overrides the command (docker-compose.yml); the default is the web process.
-# gunicorn with one uvicorn worker per core (WEB_CONCURRENCY overrides): alpha_platform/gunicorn_conf.py.
-CMD ["gunicorn", "-c", "python:alpha_platform.gunicorn_conf", "-b", "0.0.0.0:8000", "alpha_platform.asgi:application"]
+# HTTP: gunicorn, one worker per core (WEB_CONCURRENCY overrides), WSGI: alpha_platform/gunicorn_conf.py.
+# The websocket server is the compose "ws" service (alpha_platform/gunicorn_ws_conf.py).
+CMD ["gunicorn", "-c", "python:alpha_platform.gunicorn_conf", "-b", "0.0.0.0:8000", "alpha_platform.wsgi:application"]
 
 # ---------------------------------------------------------------------------------------
 # Stage "proxy": nginx with the collected static files (deploy/nginx.conf).

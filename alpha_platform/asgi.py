@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels (served by daphne)."""
+"""ASGI entry point: websockets through Channels (alpha_platform/gunicorn_ws_conf.py in production;
+HTTP too in the embedded run, where one process serves both)."""
 
 import os
 

@@ -127,8 +127,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests get a file, not shared-cache memory, so concurrent tests lock as production does.
     # One file per test process, so concurrent runs never share (or delete) each other's.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test_db_{os.getpid()}.sqlite3")}
+    # Kept between requests only where the thread lives on (the HTTP server's gthread
+    # workers set DB_CONN_MAX_AGE: alpha_platform/gunicorn_conf.py); closed after each
+    # request elsewhere (the ASGI server makes a thread per request).
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
 elif env.bool("DB_POOL", default=False):
-    # The web server's workers (alpha_platform/gunicorn_conf.py turns this on): under ASGI
+    # The websocket server's workers (alpha_platform/gunicorn_ws_conf.py turns this on): under ASGI
     # every request runs its sync code in a thread of its own, so per-thread persistent
     # connections (CONN_MAX_AGE) are never reused and pile up until the server refuses
     # more. Each worker keeps a small psycopg pool instead, shared by its threads, each

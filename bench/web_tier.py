@@ -1,15 +1,16 @@
-"""The production web tier under load: gunicorn with N uvicorn workers (the command of
-docker-compose.yml and deploy/systemd/alpha-web.service) on loopback, driven by wrk, for
-three endpoints in the same run:
+"""The production HTTP server under load: gunicorn with N WSGI worker processes (the command
+of docker-compose.yml's "web" and deploy/systemd/alpha-web.service) on loopback, driven by
+wrk, for three endpoints in the same run (--server asgi: the websocket server's ASGI
+workers answering HTTP instead; --server daphne: the one process before issue 17):
 
   bare       a plain Django HttpResponse (bench/web_tier_urls.py only, not in the product):
-             the floor of the server, the ASGI handler and the middleware
+             the floor of the server, Django's handler and the middleware
   ping       GET /api/ping/: the minimal authenticated DRF view (token, IsAuthenticated,
              the per-user throttle in Redis)
   positions  GET /api/positions/: the positions list (3 open positions, paginated)
 
     .venv/bin/python bench/web_tier.py [--quick] [--workers N] [--connections 32]
-        [--duration 10] [--database-url postgres://...] [--server daphne]
+        [--duration 10] [--database-url postgres://...] [--server wsgi|asgi|daphne]
 
 Production-like settings (ALPHA_ENV=production, DEBUG off, JSON logs at WARNING), SQLite in
 a temp dir by default, PostgreSQL when --database-url (or DATABASE_URL) is given, an
@@ -43,8 +44,16 @@ from _common import Bench, base_parser, free_port, percentile, print_table, proc
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 ENDPOINTS = {"bare": "/bench/bare/", "ping": "/api/ping/", "positions": "/api/positions/"}
-SERVER = ["gunicorn", "-c", "python:alpha_platform.gunicorn_conf"]  # + -b, the app
-APP = "alpha_platform.asgi:application"
+# The layouts compared (--server): "wsgi" is production's HTTP server (docker-compose.yml's
+# "web"); "asgi" is the ASGI server's (compose "ws") answering HTTP as it does in `make run`;
+# "daphne" is the one process the platform ran before issue 17.
+LAYOUTS = {
+    "wsgi": (["gunicorn", "-c", "python:alpha_platform.gunicorn_conf"], "alpha_platform.wsgi:application",
+             "gunicorn + {n} WSGI workers (gthread)"),
+    "asgi": (["gunicorn", "-c", "python:alpha_platform.gunicorn_ws_conf"], "alpha_platform.asgi:application",
+             "gunicorn + {n} uvicorn workers (ASGI)"),
+    "daphne": (["daphne"], "alpha_platform.asgi:application", "daphne, one process"),
+}
 
 SEED_POSITIONS = (("BTC/USDT", "0.01"), ("ETH/USDT", "0.1"), ("SOL/USDT", "1"))
 
@@ -106,10 +115,13 @@ def server_pids(master: subprocess.Popen) -> list[int]:
 
 def start_server(bench: Bench, workers: int, server: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    command = ([str(BIN / SERVER[0]), *SERVER[1:], "-b", f"127.0.0.1:{port}", APP] if server == "gunicorn" else
-               [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), APP])  # the earlier layout
+    program, app, _ = LAYOUTS[server]
+    if server == "daphne":
+        command = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), app]
+    else:
+        command = [str(BIN / program[0]), *program[1:], "-b", f"127.0.0.1:{port}", app]
     proc = bench.spawn(command,
-                       env={"WEB_CONCURRENCY": str(workers), "PYTHONPATH": str(Path(__file__).parent)},
+                       env={"WEB_CONCURRENCY": str(workers), "WS_CONCURRENCY": str(workers), "PYTHONPATH": str(Path(__file__).parent)},
                        log="web.log")
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -195,8 +207,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=None, help="server workers (default: one per core)")
     parser.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections")
     parser.add_argument("--duration", type=float, default=None, help="seconds per endpoint and round")
-    parser.add_argument("--server", choices=["gunicorn", "daphne"], default="gunicorn",
-                        help="gunicorn: the production layout; daphne: the earlier one (one process)")
+    parser.add_argument("--server", choices=list(LAYOUTS), default="wsgi",
+                        help="wsgi: production's HTTP server; asgi: the websocket server's workers; daphne: before issue 17")
     parser.add_argument("--python-client", action="store_true", help="use the Python client even if wrk is there")
     args = parser.parse_args()
     if args.database_url is None and os.environ.get("DATABASE_URL", "").startswith("postgres"):
@@ -215,7 +227,7 @@ def main() -> int:
         "API_THROTTLE_USER": "100000/s",
     }
     with Bench("web_tier", args, extra_env=production) as bench:
-        layout = f"gunicorn + {workers} uvicorn workers" if args.server == "gunicorn" else "daphne, one process"
+        layout = LAYOUTS[args.server][2].format(n=workers)
         bench.header(f"{layout}, {args.connections} connections, "
                      f"{'wrk -t1' if use_wrk else 'Python client (wrk not found: apt-get install wrk)'}")
         key = seed()
@@ -263,7 +275,7 @@ def main() -> int:
         bench.results.update({"server": args.server, "workers": workers, "connections": args.connections, "duration_s": duration,
                               "rounds": rounds, "load_generator": "wrk -t1" if use_wrk else "python",
                               "endpoints": results})
-        bench.write_results("-".join(([] if args.server == "gunicorn" else ["daphne"])
+        bench.write_results("-".join(([] if args.server == "wsgi" else [args.server])
                                      + (["pg"] if args.database_url else [])))
     return 0
 

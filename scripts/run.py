@@ -31,8 +31,9 @@ def main() -> None:
     env.update(WEB_HOST=args.host, WEB_PORT=str(args.port), WORKER_CONCURRENCY=str(args.concurrency),
                EMBEDDED_REDIS_PORT=str(args.redis_port), PYTHONUNBUFFERED="1")
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    # The production web server (gunicorn + uvicorn, alpha_platform/gunicorn_conf.py) with one
-    # worker by default: the embedded run shares the machine with its workers; requests logged.
+    # One process for HTTP and websockets: the production websocket server (gunicorn +
+    # uvicorn, alpha_platform/gunicorn_ws_conf.py), which answers HTTP too, with one worker by
+    # default: the embedded run shares the machine with its workers; requests logged.
     env.setdefault("WEB_CONCURRENCY", "1")
     env.setdefault("WEB_ACCESS_LOG", "-")
 

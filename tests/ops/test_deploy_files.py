@@ -17,7 +17,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCS = ROOT / "docs" / "deployment.md"
 UNITS = ROOT / "deploy" / "systemd"
-APP_SERVICES = {"migrate", "web", "worker-decisions", "worker-ops", "beat", "streams"}
+APP_SERVICES = {"migrate", "web", "ws", "worker-decisions", "worker-ops", "beat", "streams"}
 INFRA_SERVICES = {"postgres", "redis", "proxy"}
 
 
@@ -58,8 +58,11 @@ def test_the_services(compose):
     assert services["postgres"]["image"].startswith("postgres:")
     assert services["redis"]["image"].startswith("redis:")
     assert "--appendonly" in _command(services["redis"]) and "noeviction" in _command(services["redis"])
+    # HTTP on WSGI workers, websockets on the ASGI server (the proxy splits them by path).
     assert _command(services["web"]).startswith("gunicorn -c python:alpha_platform.gunicorn_conf -b 0.0.0.0:8000") \
-        and _command(services["web"]).endswith("alpha_platform.asgi:application")
+        and _command(services["web"]).endswith("alpha_platform.wsgi:application")
+    assert _command(services["ws"]).startswith("gunicorn -c python:alpha_platform.gunicorn_ws_conf -b 0.0.0.0:8001") \
+        and _command(services["ws"]).endswith("alpha_platform.asgi:application")
     assert "migrate --noinput" in _command(services["migrate"])
     assert services["migrate"]["restart"] == "no"
     assert "celery -A alpha_platform beat" in _command(services["beat"])
@@ -99,6 +102,7 @@ def test_start_order_migrate_first_and_healthy_dependencies(compose):
         assert depends["postgres"]["condition"] == "service_healthy", name
         assert depends["redis"]["condition"] == "service_healthy", name
     assert _depends(services["proxy"])["web"]["condition"] == "service_healthy"
+    assert _depends(services["proxy"])["ws"]["condition"] == "service_healthy"
 
 
 def test_healthchecks(compose):
@@ -163,7 +167,7 @@ def test_dockerfile_paths_stages_and_user(compose):
     assert "npm ci" in text and "package-lock.json" in text and "node_modules/chart.js/dist" in text
     assert "collectstatic" in text
     assert re.search(r"^USER\s+alpha\s*$", text, re.M), "the app runs as a non-root user"
-    assert "alpha_platform.asgi:application" in text and (ROOT / "alpha_platform" / "asgi.py").exists()
+    assert "alpha_platform.wsgi:application" in text and (ROOT / "alpha_platform" / "wsgi.py").exists()
     # The stage copying the static files reads what collectstatic wrote: STATIC_ROOT.
     from django.conf import settings
 
@@ -194,8 +198,9 @@ def test_docs_and_systemd_units_describe_the_same_processes(compose):
             unit_text = (UNITS / unit).read_text()
             compose_cmd = _command(compose["services"][service])
             # The same program and arguments as the compose service.
-            for marker in ("gunicorn", "python:alpha_platform.gunicorn_conf", "worker", "beat", "migrate", "venue_streams", "-Q decisions", "-Q reconcile,celery",
-                           "--pool threads", "alpha_platform.asgi:application"):
+            for marker in ("gunicorn", "python:alpha_platform.gunicorn_conf ", "python:alpha_platform.gunicorn_ws_conf",
+                           "worker", "beat", "migrate", "venue_streams", "-Q decisions", "-Q reconcile,celery",
+                           "--pool threads", "alpha_platform.asgi:application", "alpha_platform.wsgi:application"):
                 if marker in compose_cmd:
                     assert marker in unit_text, (unit, marker)
             assert "EnvironmentFile=/etc/alphatransformer/alphatransformer.env" in unit_text
@@ -272,3 +277,13 @@ def test_the_runtime_set_pulls_in_no_test_tool_either(tmp_path):
     assert set(_pins(ROOT / "requirements.txt")) <= resolved
     leaked = {name for name in resolved if name in TEST_TOOLS | {"faker"} or name.startswith("pytest")}
     assert not leaked, f"the runtime set pulls in test tools: {sorted(leaked)}"
+
+
+def test_the_proxy_sends_websockets_to_the_asgi_server_and_the_rest_to_http():
+    text = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert re.search(r"upstream alpha_web \{[^}]*server web:8000;", text)
+    assert re.search(r"upstream alpha_ws \{[^}]*server ws:8001;", text)
+    ws = re.search(r"location /ws/ \{([^}]*)\}", text).group(1)
+    assert "proxy_pass http://alpha_ws;" in ws and "Upgrade $http_upgrade" in ws and "proxy_read_timeout" in ws
+    rest = re.search(r"location / \{([^}]*)\}", text).group(1)
+    assert "proxy_pass http://alpha_web;" in rest and 'Connection ""' in rest

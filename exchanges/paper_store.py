@@ -92,7 +92,7 @@ class DjangoPaperStore:
             return isinstance(exc, OperationalError) and not nested and "locked" in str(exc).lower()
 
         retrying = Retrying(retry=retry_if_exception(locked), stop=stop_after_delay(self.lock_timeout),
-                            wait=wait_exponential_jitter(initial=0.002, max=0.1, jitter=0.002))
+                            wait=wait_exponential_jitter(multiplier=0.002, max=0.1, jitter=0.002))
         try:
             return retrying(attempt)
         except RetryError as exc:

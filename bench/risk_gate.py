@@ -184,10 +184,9 @@ TOP_LEVEL = [("orders", "trader_for_account", "build trader"),
              ("orders", "_record_placed", "record: position + balance read, result, fills, fold")]
 OTHER = "rest: validate, the locked block (below), Order save, ..."
 def bench_submit(user, account, n: int, small: bool, offset: int) -> dict:
+    import alpha_platform.common.realtime as realtime
     import trading.services.orders as orders_mod
     from exchanges.adapters.paper import PaperTrader
-
-    import alpha_platform.common.realtime as realtime
     from trading.models import Order
 
     probe = Probe()

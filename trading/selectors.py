@@ -23,7 +23,6 @@ from trading.models import BalanceSnapshot, Fill, Order, Position
 from trading.services.snapshot import equity_figures
 
 
-
 @dataclass(frozen=True)
 class AccountBalance:
     account: ExchangeAccount

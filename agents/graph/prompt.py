@@ -16,8 +16,8 @@ from decimal import Decimal
 from typing import Any
 
 from agents.graph import indicators as ind
-from alpha_platform.common.money import to_decimal
 from agents.graph.contracts import AccountSnapshot, MarketSnapshot
+from alpha_platform.common.money import to_decimal
 
 CONTEXT_HEADER = "Context JSON:"
 INSTRUCTIONS_HEADER = "Instructions from the account owner:"

@@ -24,10 +24,10 @@ from django.utils import timezone
 from rest_framework import serializers as drf
 
 from alpha_platform.web.api.risk.views import RiskProfileSerializer
+from alpha_platform.web.api.trading.serializers import OrderCreateSerializer
 from risk.models import RiskEvent, RiskProfile
 from tests.factories import make_account
 from trading.models import BalanceSnapshot, Order
-from alpha_platform.web.api.trading.serializers import OrderCreateSerializer
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.management import call_command
 from rest_framework import exceptions
 
-from alpha_platform.web.api.common import exception_handler
 from alpha_platform.common.errors import ApplicationError
+from alpha_platform.web.api.common import exception_handler
 from exchanges.models import ExchangeAccount
 from tests.factories import BINANCE_CREDS, HL_CREDS, make_agent
 

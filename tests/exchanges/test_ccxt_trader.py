@@ -18,12 +18,28 @@ import pytest
 from alpha_platform.common.config import load_config
 from alpha_platform.common.secrets import Credentials
 from exchanges.adapters.base import (
-    ExchangeTrader, MarginMode, OrderRequest, OrderSide, OrderStatus, OrderType, PositionSide, VenueSpec,
+    ExchangeTrader,
+    MarginMode,
+    OrderRequest,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    PositionSide,
+    VenueSpec,
 )
 from exchanges.adapters.ccxt import BinanceUsdmTrader, CcxtTrader
 from exchanges.adapters.errors import (
-    AuthenticationError, BadPrecision, CircuitOpenError, ExchangeUnavailable, InsufficientFunds,
-    InvalidOrderError, NetworkError, OrderNotFound, OrderStatusUnknown, RateLimited, UnknownSymbol,
+    AuthenticationError,
+    BadPrecision,
+    CircuitOpenError,
+    ExchangeUnavailable,
+    InsufficientFunds,
+    InvalidOrderError,
+    NetworkError,
+    OrderNotFound,
+    OrderStatusUnknown,
+    RateLimited,
+    UnknownSymbol,
 )
 from exchanges.adapters.registry import create_trader
 from exchanges.adapters.resilience import AdapterRuntime, MemoryStore

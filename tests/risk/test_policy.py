@@ -29,7 +29,6 @@ from tests.risk.policy_builders import (
     pos,
 )
 
-
 # -- the module itself ------------------------------------------------------------------
 
 GROUND = {"alpha_platform.common.money", "alpha_platform.common.vocabulary"}

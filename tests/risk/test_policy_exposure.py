@@ -21,7 +21,6 @@ from tests.risk.policy_builders import (
     pos,
 )
 
-
 # -- max open positions -----------------------------------------------------------------
 
 def _others(n, **kw):

@@ -27,7 +27,6 @@ from tests.risk.policy_builders import (
     make_snap,
 )
 
-
 # -- properties -------------------------------------------------------------------------
 
 ACCOUNTS = {1: "binance", 2: "hyperliquid", 3: "binance"}

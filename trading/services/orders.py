@@ -47,9 +47,9 @@ from exchanges.adapters.errors import (
     ExchangeError,
     GuardUnavailable,
     InvalidOrderError,
+    NotProcessed,
     OperationalError,
     OrderNotFound,
-    NotProcessed,
     RateLimited,
 )
 from exchanges.models import ExchangeAccount

@@ -27,7 +27,6 @@ from alpha_platform.web.api.auth import (
     api_token_revoke,
 )
 from alpha_platform.web.api.common import AuthThrottle
-from alpha_platform.web.models import ApiToken
 from alpha_platform.web.api.exchanges.views import ExchangeAccountViewSet, ExchangeViewSet
 from alpha_platform.web.api.risk.views import RiskEventViewSet, RiskProfileView
 from alpha_platform.web.api.trading.views import (
@@ -40,6 +39,7 @@ from alpha_platform.web.api.trading.views import (
     PnlView,
     PositionViewSet,
 )
+from alpha_platform.web.models import ApiToken
 
 
 class TokenObtainView(APIView):

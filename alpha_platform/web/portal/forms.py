@@ -15,9 +15,9 @@ from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.core.exceptions import ValidationError
 
 from agents.models import MIN_INTERVAL_SECONDS
-from alpha_platform.web import login_throttle
 from alpha_platform.common.config import get_config
 from alpha_platform.common.validators import BoundedDecimalsMixin
+from alpha_platform.web import login_throttle
 from exchanges.credentials import clean_credentials
 from exchanges.forms import CREDENTIAL_FIELDS
 from risk.models import RiskProfile

@@ -51,8 +51,8 @@ from exchanges.adapters.base import (
     utcnow,
 )
 from exchanges.adapters.errors import (
-    NotProcessed,
     InvalidOrderError,
+    NotProcessed,
     OperationalError,
     OrderNotFound,
     UnknownSymbol,

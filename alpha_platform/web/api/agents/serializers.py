@@ -10,12 +10,12 @@ from rest_framework import serializers
 
 from agents.models import MIN_INTERVAL_SECONDS, AgentConfig, Decision, LLMCredential, ToolCall
 from agents.services import llm_base_url_check
-from alpha_platform.web.api.common import ApiModelSerializer, MoneyField
 from alpha_platform.common.config import get_config
+from alpha_platform.web.api.common import ApiModelSerializer, MoneyField
 from alpha_platform.web.api.exchanges.views import AccountBriefSerializer
-from exchanges.models import ExchangeAccount
 from alpha_platform.web.api.risk.views import known_symbols
 from alpha_platform.web.api.trading.serializers import OrderSerializer, RiskVerdictSerializer
+from exchanges.models import ExchangeAccount
 
 
 class DecisionSerializer(ApiModelSerializer):

@@ -18,8 +18,8 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from alpha_platform.web.api.common import ERROR, ApiModelSerializer, MoneyField, nested_errors
 from alpha_platform.common.config import get_config
+from alpha_platform.web.api.common import ERROR, ApiModelSerializer, MoneyField, nested_errors
 from exchanges.credentials import SHAPES
 from exchanges.models import ExchangeAccount
 from exchanges.services import (

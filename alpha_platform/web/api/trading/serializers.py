@@ -9,8 +9,8 @@ from rest_framework import serializers
 
 from alpha_platform.web.api.common import ApiModelSerializer, MoneyField
 from alpha_platform.web.api.exchanges.views import AccountBriefSerializer, venue_choices, venue_order_capabilities
-from exchanges.models import ExchangeAccount
 from alpha_platform.web.api.risk.views import KillSwitchProgressSerializer
+from exchanges.models import ExchangeAccount
 from risk.models import KillSwitch, RiskEvent
 from trading.models import Order, Position, PositionSide, Side
 from trading.selectors import order_actor_for

@@ -243,7 +243,9 @@ def _pins(path: Path) -> dict[str, str]:
             continue
         name, sep, version = line.partition("==")
         assert sep and version, f"{path.name}: {line!r} is not pinned with =="
-        pins[re.sub(r"\[.*\]", "", name).lower().replace("_", "-")] = version
+        name = re.sub(r"\[.*\]", "", name).lower().replace("_", "-")
+        assert name not in pins, f"{path.name}: {name} is pinned twice"
+        pins[name] = version
     return pins
 
 

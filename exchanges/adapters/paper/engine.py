@@ -254,7 +254,7 @@ class PaperEngine:
         self._attach(book, request, order, now)
         if immediate is not None:
             self._apply_fill(book, order, quantity, immediate, now, maker=False)
-        book.trim(rules.history_limit)
+        book.trim(rules.history_limit, now=now, retention=rules.history_retention)
         return order
 
     def _check_attached(self, request: OrderRequest, side: str, reference: Decimal) -> None:
@@ -361,7 +361,7 @@ class PaperEngine:
         for t0, t1 in zip(edges, edges[1:]):
             self._settle_window(book, t0, t1)
             book.last_sync = t1
-        book.trim(self.rules.history_limit)
+        book.trim(self.rules.history_limit, now=now, retention=self.rules.history_retention)
 
     def _settle_window(self, book: PaperBook, t0: datetime, t1: datetime) -> None:
         symbols = sorted({p.symbol for p in book.positions.values()} | {o.symbol for o in book.open_orders()})

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
@@ -212,6 +212,9 @@ class PaperBook:
     fees_total: Decimal = ZERO
     liquidations: int = 0
     created_at: datetime | None = None
+    # ``last_sync`` as this block loaded the book (not saved): whatever closes in the block
+    # (its sync included) closes at or after it. See ``trim``.
+    loaded_sync: datetime | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def new(cls, account_ref: str, starting_balance: Decimal, *, now: datetime | None = None) -> PaperBook:
@@ -244,13 +247,27 @@ class PaperBook:
         position = self.positions.get(symbol)
         return position.quantity if position is not None else ZERO
 
-    def trim(self, limit: int) -> None:
-        """Keep every open order and the newest ``limit`` closed ones (and trades)."""
-        closed = [oid for oid, o in self.orders.items() if not o.is_open]
-        for oid in closed[: max(0, len(closed) - limit)]:
-            del self.orders[oid]
-        if len(self.fills) > limit:
-            del self.fills[: len(self.fills) - limit]
+    def trim(self, limit: int, *, now: datetime, retention: timedelta) -> None:
+        """Drop closed history the platform has had its chance to see.
+
+        The platform learns that an order closed only when it next asks the venue about it,
+        so an order is never dropped in the block that closed it, nor within ``retention``
+        of its closing: a closed order is kept if it closed (``updated_at``) at or after
+        ``now - retention`` or at or after ``loaded_sync`` (the block's sync may settle a
+        long idle span). Beyond that, closed orders are kept newest-closed first up to
+        ``limit`` in all: by closing time, not by insertion, since an order that rested
+        through ``limit`` others is the oldest inserted when it fills. Open orders are
+        always kept; trades are kept with their orders (and only with them).
+        """
+        keep_from = now - retention
+        if self.loaded_sync is not None:
+            keep_from = min(keep_from, self.loaded_sync)
+        closed = sorted((o for o in self.orders.values() if not o.is_open),
+                        key=lambda o: o.updated_at, reverse=True)
+        for n, order in enumerate(closed):
+            if n >= limit and order.updated_at < keep_from:
+                del self.orders[order.order_id]
+        self.fills = [f for f in self.fills if f.order_id in self.orders]
 
     # -- serialisation --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -288,6 +305,7 @@ class PaperBook:
             fees_total=to_decimal(d.get("fees_total"), default=ZERO),
             liquidations=int(d.get("liquidations") or 0),
             created_at=_dt(d.get("created_at")),
+            loaded_sync=_dt(d.get("last_sync")),
         )
 
 

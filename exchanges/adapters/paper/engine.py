@@ -13,25 +13,31 @@ Conventions (as on Binance USD-M, simplified):
   to the position when larger, expired when the position they protect is gone;
 - realized PnL excludes fees (fees are tracked separately), the wallet gets both;
 - cross margin (see ``margin``);
-- a position is liquidated at its liquidation price (the price at which the account's
-  margin balance equals its total maintenance margin, other positions at mark), paying
-  the taker fee as a clearance fee.
+- liquidation (cross): when the account's margin balance meets its maintenance margin,
+  its open orders are cancelled and its positions closed, the one losing most first, each
+  at its own market's price at that moment (the price, within its path then, at which the
+  balance met the maintenance margin), paying the taker fee as a clearance fee, until the
+  balance is above the maintenance margin again.
 
-Every touch of an account first ``sync``s it: resting orders and liquidations are
-evaluated against the price path since the last touch, window by window, nearest
-trigger first.
+Every touch of an account first ``sync``s it: the price path since the last touch is
+walked in time order (``walk.PathWalk``, one-second steps), so resting orders, triggers
+and liquidations execute in the order the prices reach them, each order only on prices
+from after it became live.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from alpha_platform.common.money import ZERO
-from alpha_platform.common.vocabulary import TRIGGER_ORDER_TYPES, OrderSide, OrderStatus, OrderType, PositionSide
+from alpha_platform.common.vocabulary import (
+    TRIGGER_ORDER_TYPES,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    PositionSide,
+)
 from exchanges.adapters.base import OrderRequest
 from exchanges.adapters.errors import (
     BadPrecision,
@@ -42,19 +48,15 @@ from exchanges.adapters.errors import (
 from exchanges.adapters.paper.margin import AccountView, Margin, Marks, PositionView
 from exchanges.adapters.paper.market import PriceSource
 from exchanges.adapters.paper.rules import ENTRY, PaperRules, money
-from exchanges.adapters.paper.store import PaperBook, PaperFill, PaperOrder, PaperPosition
+from exchanges.adapters.paper.store import (
+    PaperBook,
+    PaperFill,
+    PaperOrder,
+    PaperPosition,
+)
+from exchanges.adapters.paper.walk import PathWalk
 
 __all__ = ["AccountView", "Marks", "PaperEngine", "PaperRules", "PositionView", "money"]
-
-
-@dataclass
-class _Event:
-    rank: Decimal  # relative distance from the window's opening price: nearest first
-    tie: int
-    kind: str  # "order" | "liquidation"
-    symbol: str
-    order: PaperOrder | None = None
-    price: Decimal | None = None
 
 
 # --------------------------------------------------------------------------- the engine
@@ -345,75 +347,110 @@ class PaperEngine:
 
     def sync(self, book: PaperBook, now: datetime) -> None:
         """Play the price path from the last touch to ``now`` against resting orders and
-        positions, in windows, then remember ``now``."""
+        positions, in time order (``walk``), then remember ``now``."""
         start = book.last_sync
         if start is None or now <= start:
             book.last_sync = now if start is None else start
             return
-        symbols = {p.symbol for p in book.positions.values()} | {o.symbol for o in book.open_orders()}
-        if not symbols:
-            book.last_sync = now
-            return
-        span = (now - start).total_seconds()
-        max_windows = max(1, int(getattr(self.market, "max_sync_segments", 1)))
-        windows = min(max_windows, max(1, math.ceil(span / self.rules.sync_window_seconds)))
-        edges = [start + timedelta(seconds=span * i / windows) for i in range(windows)] + [now]
-        for t0, t1 in zip(edges, edges[1:]):
-            self._settle_window(book, t0, t1)
-            book.last_sync = t1
+        if book.positions or book.open_orders():
+            self._walk(book, PathWalk(self.market, start, now, window_seconds=self.rules.sync_window_seconds))
+        book.last_sync = now
         book.trim(self.rules.history_limit, now=now, retention=self.rules.history_retention)
 
-    def _settle_window(self, book: PaperBook, t0: datetime, t1: datetime) -> None:
-        symbols = sorted({p.symbol for p in book.positions.values()} | {o.symbol for o in book.open_orders()})
-        if not symbols:
-            return
-        opening = {s: self.market.price(s, t0) for s in symbols}
-        extremes = {s: self.market.path_extremes(s, t0, t1) for s in symbols}
-        closing = Marks(self.market, t1, {s: self.market.price(s, t1) for s in symbols})
-        done: set[str] = set()
-        for _ in range(len(book.orders) + len(book.positions) + 2):
-            event = self._next_event(book, opening, extremes, closing, done)
-            if event is None:
+    def _walk(self, book: PaperBook, walk: PathWalk) -> None:
+        """Event after event, earliest first: the next leaf in which a resting order's level
+        is reached or the account's margin balance meets its maintenance margin. An order
+        is searched only from the leaf after it became live (an attached order's parent
+        filled, or it was placed), so it never executes on older prices."""
+        live_from: dict[str, int] = {}
+        found: dict[str, int | None] = {}
+        cursor = 0  # the leaf of the last event: others may still happen in it
+        fresh = 0  # where an order that becomes live now starts: the leaf after the last event
+        for _ in range(len(book.orders) + 2 * len(book.positions) + 2):
+            best: tuple[int, Decimal, int, PaperOrder | None] | None = None
+            for n, order in enumerate(book.open_orders()):
+                if self._held(book, order) or self._trigger(order) is None:
+                    continue
+                if order.order_id not in live_from:
+                    born = walk.index_of(order.created_at)
+                    live_from[order.order_id] = max(born, fresh)
+                if order.order_id not in found:
+                    found[order.order_id] = self._first_trigger(walk, order, live_from[order.order_id])
+                leaf = found[order.order_id]
+                if leaf is None:
+                    continue
+                rank = self._distance(walk, order.symbol, leaf, self._trigger(order)[0])  # type: ignore[index]
+                if best is None or (leaf, rank, n) < best[:3]:
+                    best = (leaf, rank, n, order)
+            liquidation = self._first_liquidation(book, walk, cursor)
+            if liquidation is not None and (best is None or (liquidation[0], liquidation[1]) <= best[:2]):
+                cursor = liquidation[0]
+                fresh = cursor + 1
+                self._liquidate_account(book, walk, cursor)
+                continue
+            if best is None:
                 return
-            if event.kind == "liquidation":
-                self._liquidate(book, event.symbol, event.price, t1)  # type: ignore[arg-type]
-            else:
-                done.add(event.order.order_id)  # type: ignore[union-attr]
-                self._execute_resting(book, event.order, closing, t1)  # type: ignore[arg-type]
+            cursor, order = best[0], best[3]
+            fresh = cursor + 1
+            self._execute_resting(book, order, Marks(self.market, walk.at(cursor + 1)),  # type: ignore[arg-type]
+                                  walk.at(cursor + 1))
 
-    def _next_event(self, book: PaperBook, opening: Mapping[str, Decimal],
-                    extremes: Mapping[str, tuple[Decimal, Decimal]], closing: Marks,
-                    done: set[str]) -> _Event | None:
-        events: list[_Event] = []
-        for n, order in enumerate(book.open_orders()):
-            if order.order_id in done or self._held(book, order) or order.symbol not in extremes:
-                continue
-            trigger = self._trigger(order)
-            if trigger is None:
-                continue
-            level, direction = trigger
-            low, high = extremes[order.symbol]
-            p0 = opening[order.symbol]
-            if direction == "down" and low <= level:
-                events.append(_Event(max(ZERO, p0 - level) / p0, n, "order", order.symbol, order))
-            elif direction == "up" and high >= level:
-                events.append(_Event(max(ZERO, level - p0) / p0, n, "order", order.symbol, order))
-        for position in list(book.positions.values()):
-            symbol = position.symbol
-            if symbol not in extremes:
-                continue
-            liq = self.margin.liquidation_price(book, symbol, closing)
-            if liq is None:
-                continue
-            low, high = extremes[symbol]
-            p0 = opening[symbol]
-            if position.quantity > 0 and low <= liq:
-                events.append(_Event(max(ZERO, p0 - liq) / p0, 1 << 30, "liquidation", symbol, price=liq))
-            elif position.quantity < 0 and high >= liq:
-                events.append(_Event(max(ZERO, liq - p0) / p0, 1 << 30, "liquidation", symbol, price=liq))
-        if not events:
+    def _first_trigger(self, walk: PathWalk, order: PaperOrder, i_min: int) -> int | None:
+        level, direction = self._trigger(order)  # type: ignore[misc]
+        symbol = order.symbol
+        if direction == "down":
+            return walk.first(i_min, lambda lo, hi: walk.extremes(symbol, lo, hi)[0] <= level)
+        return walk.first(i_min, lambda lo, hi: walk.extremes(symbol, lo, hi)[1] >= level)
+
+    @staticmethod
+    def _distance(walk: PathWalk, symbol: str, leaf: int, level: Decimal) -> Decimal:
+        """How far the path had to go, within its leaf, to reach ``level``: orders events in
+        one leaf."""
+        p0 = walk.price(symbol, leaf)
+        return abs(level - p0) / p0 if p0 else ZERO
+
+    def _worst_prices(self, book: PaperBook, walk: PathWalk, lo: int, hi: int) -> tuple[Decimal, dict[str, Decimal]]:
+        """The account's least margin excess over leaves ``lo .. hi - 1`` (each position at
+        the worst price of its own path there) and those prices."""
+        excess = book.wallet_balance
+        prices: dict[str, Decimal] = {}
+        for position in book.positions.values():
+            low, high = walk.extremes(position.symbol, lo, hi)
+            least, prices[position.symbol] = self.margin.worst_excess(position, low, high)
+            excess += least
+        return excess, prices
+
+    def _first_liquidation(self, book: PaperBook, walk: PathWalk, i_min: int) -> tuple[int, Decimal] | None:
+        if not book.positions:
             return None
-        return min(events, key=lambda e: (e.rank, e.tie))
+        leaf = walk.first(i_min, lambda lo, hi: self._worst_prices(book, walk, lo, hi)[0] <= 0)
+        if leaf is None:
+            return None
+        symbol, price = self._to_liquidate(book, walk, leaf)
+        return leaf, self._distance(walk, symbol, leaf, price)
+
+    def _to_liquidate(self, book: PaperBook, walk: PathWalk, leaf: int) -> tuple[str, Decimal]:
+        """The position closed first when the account falls short in ``leaf``: the one losing
+        most there, at the price (within its path in that leaf) where the account's margin
+        balance met its maintenance margin, the others at their own prices then."""
+        _, prices = self._worst_prices(book, walk, leaf, leaf + 1)
+        worst = min(book.positions.values(),
+                    key=lambda p: (p.quantity * (prices[p.symbol] - p.entry_price), p.symbol))
+        low, high = walk.extremes(worst.symbol, leaf, leaf + 1)
+        marks = Marks(self.market, walk.at(leaf + 1), prices)
+        price = self.margin.liquidation_price(book, worst.symbol, marks) or prices[worst.symbol]
+        return worst.symbol, min(max(price, low), high)
+
+    def _liquidate_account(self, book: PaperBook, walk: PathWalk, leaf: int) -> None:
+        """The account's open orders are cancelled, then its positions closed, the worst
+        first, until its margin balance is above the maintenance margin again."""
+        now = walk.at(leaf + 1)
+        for order in book.open_orders():
+            self._close_order(order, OrderStatus.CANCELLED, now, "cancelled: the account is being liquidated")
+            order.reserve_quantity = ZERO
+        while book.positions and self._worst_prices(book, walk, leaf, leaf + 1)[0] <= 0:
+            symbol, price = self._to_liquidate(book, walk, leaf)
+            self._liquidate(book, symbol, price, now)
 
     def _execute_resting(self, book: PaperBook, order: PaperOrder, marks: Marks, now: datetime) -> None:
         order.triggered_at = now

@@ -79,6 +79,22 @@ class Margin:
             return quantity
         return max(ZERO, quantity - abs(position_qty))
 
+    def maintenance(self, symbol: str, quantity: Decimal, price: Decimal) -> Decimal:
+        """A position's maintenance margin at ``price``."""
+        return self.rules.maintenance_margin_rate * abs(quantity) * price
+
+    def position_excess(self, position: PaperPosition, price: Decimal) -> Decimal:
+        """What one position adds to the account's margin balance less what it asks of it
+        in maintenance margin, with its symbol at ``price``: linear in the price, so over a
+        price range its least is at one end."""
+        return (position.quantity * (price - position.entry_price)
+                - self.maintenance(position.symbol, position.quantity, price))
+
+    def worst_excess(self, position: PaperPosition, low: Decimal, high: Decimal) -> tuple[Decimal, Decimal]:
+        """(least excess, the price giving it) over ``low .. high``."""
+        at_low, at_high = self.position_excess(position, low), self.position_excess(position, high)
+        return (at_low, low) if at_low <= at_high else (at_high, high)
+
     def liquidation_price(self, book: PaperBook, symbol: str, marks: Marks) -> Decimal | None:
         """Cross margin: solve W + U_o + q(P - E) = M_o + mmr |q| P for P, the other positions
         (U_o their uPnL, M_o their maintenance margin) held at mark."""

@@ -46,7 +46,7 @@ AUTH_FIELDS: dict[str, tuple[str, ...]] = {
     "wallet_key": ("private_key", "account_address"),
     "none": (),
 }
-PAPER_ONLY_PARAMETERS = ("starting_balance", "slippage_bps", "maintenance_margin_rate", "market_data")
+PAPER_ONLY_PARAMETERS = ("starting_balance", "slippage_bps", "maintenance_margin_rate", "margin_tiers", "market_data")
 CCXT_ONLY_KEYS = ("ccxt_options", "markets_ttl_seconds")
 TIME_IN_FORCE = ("GTC", "IOC", "FOK", "GTX", "GTD", "ALO")
 _CREDENTIAL_KEYS = ("api_key", "api_secret", "wallet_address", "private_key", "main_wallet",
@@ -182,6 +182,51 @@ class MarketData(ConfigModel):
         return self
 
 
+class MarginTier(ConfigModel):
+    """One leverage bracket: notionals from ``notional_floor`` up to (not including)
+    ``notional_cap`` (none on the last) need ``notional x maintenance_margin_rate -
+    maintenance_amount`` of maintenance margin and allow ``max_leverage``."""
+
+    notional_floor: Money(0)
+    notional_cap: Money(above=0) = None
+    max_leverage: Leverage
+    maintenance_margin_rate: Fraction
+    maintenance_amount: Money(0) = Decimal(0)
+
+
+def _ladder_problems(ladder: list[MarginTier]) -> list[Problem]:
+    """Brackets as Binance publishes them: from 0, each starting where the one before
+    ends, rates rising, leverage falling, and the amounts that keep the maintenance margin
+    continuous (amount = previous amount + floor x (rate - previous rate))."""
+    found: list[Problem] = []
+    if ladder and ladder[0].notional_floor != 0:
+        found.append(((0, "notional_floor"), "the first bracket must start at 0"))
+    for n, (before, tier) in enumerate(zip(ladder, ladder[1:], strict=False), start=1):
+        if before.notional_cap is None or before.notional_cap != tier.notional_floor:
+            found.append(((n, "notional_floor"), f"must equal the cap of bracket {n - 1} "
+                          f"({before.notional_cap if before.notional_cap is not None else 'none'})"))
+        if tier.maintenance_margin_rate < before.maintenance_margin_rate:
+            found.append(((n, "maintenance_margin_rate"), "must not fall from one bracket to the next"))
+        if tier.max_leverage > before.max_leverage:
+            found.append(((n, "max_leverage"), "must not rise from one bracket to the next"))
+        expected = before.maintenance_amount + tier.notional_floor * (
+            tier.maintenance_margin_rate - before.maintenance_margin_rate)
+        if tier.maintenance_amount != expected:
+            found.append(((n, "maintenance_amount"), f"must be {expected} to keep the maintenance "
+                          f"margin continuous at {tier.notional_floor}"))
+    for n, tier in enumerate(ladder):
+        if tier.notional_cap is not None and tier.notional_cap <= tier.notional_floor:
+            found.append(((n, "notional_cap"), "must be above notional_floor"))
+    if ladder and ladder[-1].notional_cap is not None:
+        found.append(((len(ladder) - 1, "notional_cap"), "the last bracket has no cap"))
+    return found
+
+
+def _ladders_problems(table: dict[str, list[MarginTier]]) -> list[Problem]:
+    return [((symbol, *path), message) for symbol, ladder in table.items()
+            for path, message in _ladder_problems(ladder)]
+
+
 class Parameters(ConfigModel):
     dual_side_position: Bool = False
     hedge_mode: Bool = False
@@ -192,7 +237,8 @@ class Parameters(ConfigModel):
     slippage_tolerance: Fraction = None
     starting_balance: Money(above=0) = None
     slippage_bps: Num(0, 10_000) = None
-    maintenance_margin_rate: Fraction = None
+    maintenance_margin_rate: Fraction = None  # a symbol without margin_tiers: one flat bracket
+    margin_tiers: Table(SymbolKey, List(MarginTier, min_items=1), rules=(_ladders_problems,)) = None
     market_data: MarketData = None
 
 

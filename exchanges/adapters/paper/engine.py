@@ -54,13 +54,13 @@ from exchanges.adapters.paper.store import (
     PaperOrder,
     PaperPosition,
 )
-from exchanges.adapters.paper.walk import PathWalk
+from exchanges.adapters.paper.timeline import Timeline
 
 __all__ = ["AccountView", "Marks", "PaperEngine", "PaperRules", "PositionView", "money"]
 
 
 # --------------------------------------------------------------------------- the engine
-class PaperEngine:
+class PaperEngine(Timeline):
     def __init__(self, rules: PaperRules, market: PriceSource) -> None:
         self.rules = rules
         self.market = market
@@ -242,6 +242,8 @@ class PaperEngine:
 
         self._check_attached(request, side, reference)
         opening = ZERO if request.reduce_only else self.margin.opening_quantity(position_qty, side, quantity)
+        if opening > 0:
+            self._check_bracket(book, symbol, abs(position_qty + self._signed(side, quantity)) * reference)
         if immediate is not None:
             self.margin.require_margin(book, marks, symbol, opening, quantity, immediate, rules.taker_fee)
         elif order_type == OrderType.LIMIT:
@@ -258,6 +260,15 @@ class PaperEngine:
             self._apply_fill(book, order, quantity, immediate, now, maker=False)
         book.trim(rules.history_limit, now=now, retention=rules.history_retention)
         return order
+
+    def _check_bracket(self, book: PaperBook, symbol: str, notional: Decimal) -> None:
+        """A position's size is capped by its leverage: its notional's bracket allows at most
+        so much leverage (Binance's leverage brackets)."""
+        leverage = self.margin.leverage(book, symbol)
+        if leverage > self.rules.max_leverage_for(symbol, notional):
+            raise self._reject(f"Exceeded the maximum allowable position at current leverage: "
+                               f"{money(notional)} USDT on {symbol} allows at most "
+                               f"{self.rules.max_leverage_for(symbol, notional)}x, not {leverage}x", "-2027")
 
     def _check_attached(self, request: OrderRequest, side: str, reference: Decimal) -> None:
         sl, tp = request.stop_loss, request.take_profit
@@ -311,7 +322,9 @@ class PaperEngine:
         return order
 
     def set_leverage(self, book: PaperBook, symbol: str, leverage: int, now: datetime) -> None:
-        maximum = self.rules.max_leverage_for(symbol)
+        position = book.positions.get(symbol)
+        notional = abs(position.quantity) * Marks(self.market, now)[symbol] if position else None
+        maximum = self.rules.max_leverage_for(symbol, notional)
         if not 1 <= int(leverage) <= maximum:
             raise self._reject(f"Leverage {leverage} is not valid for {symbol}: 1 to {maximum}", "-4028")
         previous = book.leverage.get(symbol)
@@ -323,172 +336,3 @@ class PaperEngine:
                 book.leverage[symbol] = previous
                 raise InsufficientFunds(f"Margin is insufficient to lower {symbol} leverage to {leverage}x",
                                         venue=self.rules.venue, code="-2027")
-
-    # -- the passage of time --------------------------------------------------------------
-    @staticmethod
-    def _trigger(order: PaperOrder) -> tuple[Decimal, str] | None:
-        """(level, direction): the order executes when the price goes ``down`` to or
-        ``up`` to level."""
-        buy = order.side == OrderSide.BUY
-        if order.order_type == OrderType.LIMIT:
-            return order.price, ("down" if buy else "up")  # type: ignore[return-value]
-        if order.order_type == OrderType.STOP_MARKET:
-            return order.stop_price, ("up" if buy else "down")  # type: ignore[return-value]
-        if order.order_type == OrderType.TAKE_PROFIT_MARKET:
-            return order.stop_price, ("down" if buy else "up")  # type: ignore[return-value]
-        return None
-
-    def _triggered(self, order: PaperOrder, low: Decimal, high: Decimal) -> bool:
-        trigger = self._trigger(order)
-        if trigger is None:
-            return False
-        level, direction = trigger
-        return low <= level if direction == "down" else high >= level
-
-    def sync(self, book: PaperBook, now: datetime) -> None:
-        """Play the price path from the last touch to ``now`` against resting orders and
-        positions, in time order (``walk``), then remember ``now``."""
-        start = book.last_sync
-        if start is None or now <= start:
-            book.last_sync = now if start is None else start
-            return
-        if book.positions or book.open_orders():
-            self._walk(book, PathWalk(self.market, start, now, window_seconds=self.rules.sync_window_seconds))
-        book.last_sync = now
-        book.trim(self.rules.history_limit, now=now, retention=self.rules.history_retention)
-
-    def _walk(self, book: PaperBook, walk: PathWalk) -> None:
-        """Event after event, earliest first: the next leaf in which a resting order's level
-        is reached or the account's margin balance meets its maintenance margin. An order
-        is searched only from the leaf after it became live (an attached order's parent
-        filled, or it was placed), so it never executes on older prices."""
-        live_from: dict[str, int] = {}
-        found: dict[str, int | None] = {}
-        cursor = 0  # the leaf of the last event: others may still happen in it
-        fresh = 0  # where an order that becomes live now starts: the leaf after the last event
-        for _ in range(len(book.orders) + 2 * len(book.positions) + 2):
-            best: tuple[int, Decimal, int, PaperOrder | None] | None = None
-            for n, order in enumerate(book.open_orders()):
-                if self._held(book, order) or self._trigger(order) is None:
-                    continue
-                if order.order_id not in live_from:
-                    born = walk.index_of(order.created_at)
-                    live_from[order.order_id] = max(born, fresh)
-                if order.order_id not in found:
-                    found[order.order_id] = self._first_trigger(walk, order, live_from[order.order_id])
-                leaf = found[order.order_id]
-                if leaf is None:
-                    continue
-                rank = self._distance(walk, order.symbol, leaf, self._trigger(order)[0])  # type: ignore[index]
-                if best is None or (leaf, rank, n) < best[:3]:
-                    best = (leaf, rank, n, order)
-            liquidation = self._first_liquidation(book, walk, cursor)
-            if liquidation is not None and (best is None or (liquidation[0], liquidation[1]) <= best[:2]):
-                cursor = liquidation[0]
-                fresh = cursor + 1
-                self._liquidate_account(book, walk, cursor)
-                continue
-            if best is None:
-                return
-            cursor, order = best[0], best[3]
-            fresh = cursor + 1
-            self._execute_resting(book, order, Marks(self.market, walk.at(cursor + 1)),  # type: ignore[arg-type]
-                                  walk.at(cursor + 1))
-
-    def _first_trigger(self, walk: PathWalk, order: PaperOrder, i_min: int) -> int | None:
-        level, direction = self._trigger(order)  # type: ignore[misc]
-        symbol = order.symbol
-        if direction == "down":
-            return walk.first(i_min, lambda lo, hi: walk.extremes(symbol, lo, hi)[0] <= level)
-        return walk.first(i_min, lambda lo, hi: walk.extremes(symbol, lo, hi)[1] >= level)
-
-    @staticmethod
-    def _distance(walk: PathWalk, symbol: str, leaf: int, level: Decimal) -> Decimal:
-        """How far the path had to go, within its leaf, to reach ``level``: orders events in
-        one leaf."""
-        p0 = walk.price(symbol, leaf)
-        return abs(level - p0) / p0 if p0 else ZERO
-
-    def _worst_prices(self, book: PaperBook, walk: PathWalk, lo: int, hi: int) -> tuple[Decimal, dict[str, Decimal]]:
-        """The account's least margin excess over leaves ``lo .. hi - 1`` (each position at
-        the worst price of its own path there) and those prices."""
-        excess = book.wallet_balance
-        prices: dict[str, Decimal] = {}
-        for position in book.positions.values():
-            low, high = walk.extremes(position.symbol, lo, hi)
-            least, prices[position.symbol] = self.margin.worst_excess(position, low, high)
-            excess += least
-        return excess, prices
-
-    def _first_liquidation(self, book: PaperBook, walk: PathWalk, i_min: int) -> tuple[int, Decimal] | None:
-        if not book.positions:
-            return None
-        leaf = walk.first(i_min, lambda lo, hi: self._worst_prices(book, walk, lo, hi)[0] <= 0)
-        if leaf is None:
-            return None
-        symbol, price = self._to_liquidate(book, walk, leaf)
-        return leaf, self._distance(walk, symbol, leaf, price)
-
-    def _to_liquidate(self, book: PaperBook, walk: PathWalk, leaf: int) -> tuple[str, Decimal]:
-        """The position closed first when the account falls short in ``leaf``: the one losing
-        most there, at the price (within its path in that leaf) where the account's margin
-        balance met its maintenance margin, the others at their own prices then."""
-        _, prices = self._worst_prices(book, walk, leaf, leaf + 1)
-        worst = min(book.positions.values(),
-                    key=lambda p: (p.quantity * (prices[p.symbol] - p.entry_price), p.symbol))
-        low, high = walk.extremes(worst.symbol, leaf, leaf + 1)
-        marks = Marks(self.market, walk.at(leaf + 1), prices)
-        price = self.margin.liquidation_price(book, worst.symbol, marks) or prices[worst.symbol]
-        return worst.symbol, min(max(price, low), high)
-
-    def _liquidate_account(self, book: PaperBook, walk: PathWalk, leaf: int) -> None:
-        """The account's open orders are cancelled, then its positions closed, the worst
-        first, until its margin balance is above the maintenance margin again."""
-        now = walk.at(leaf + 1)
-        for order in book.open_orders():
-            self._close_order(order, OrderStatus.CANCELLED, now, "cancelled: the account is being liquidated")
-            order.reserve_quantity = ZERO
-        while book.positions and self._worst_prices(book, walk, leaf, leaf + 1)[0] <= 0:
-            symbol, price = self._to_liquidate(book, walk, leaf)
-            self._liquidate(book, symbol, price, now)
-
-    def _execute_resting(self, book: PaperBook, order: PaperOrder, marks: Marks, now: datetime) -> None:
-        order.triggered_at = now
-        position_qty = book.position_quantity(order.symbol)
-        quantity = order.quantity - order.executed_quantity
-        if order.reduce_only:
-            if self.margin.opening_quantity(position_qty, order.side, quantity) == quantity:
-                self._close_order(order, OrderStatus.EXPIRED, now, "reduce-only order expired: no position to reduce")
-                return
-            if quantity > abs(position_qty):
-                order.requested_quantity = order.quantity
-                quantity = self.rules.quantity(abs(position_qty))
-                order.quantity = order.executed_quantity + quantity
-        if order.order_type == OrderType.LIMIT:
-            order.reserve_quantity = ZERO
-            self._apply_fill(book, order, quantity, order.price, now, maker=True)  # type: ignore[arg-type]
-            return
-        price = self.rules.slipped(order.stop_price, order.side)  # type: ignore[arg-type]
-        if not order.reduce_only:
-            opening = self.margin.opening_quantity(position_qty, order.side, quantity)
-            try:
-                self.margin.require_margin(book, marks, order.symbol, opening, quantity, price, self.rules.taker_fee)
-            except InsufficientFunds as exc:
-                self._close_order(order, OrderStatus.EXPIRED, now, f"triggered but {exc.message}")
-                return
-        self._apply_fill(book, order, quantity, price, now, maker=False)
-
-    def _liquidate(self, book: PaperBook, symbol: str, price: Decimal, now: datetime) -> None:
-        position = book.positions[symbol]
-        side = OrderSide.SELL.value if position.quantity > 0 else OrderSide.BUY.value
-        order = PaperOrder(
-            order_id=book.next_id(""), client_order_id=f"autoclose-{book.sequence}", symbol=symbol,
-            side=side, order_type=OrderType.MARKET.value, quantity=abs(position.quantity),
-            status=OrderStatus.NEW.value, created_at=now, updated_at=now, reduce_only=True,
-            position_side=position.side, liquidation=True,
-            note=f"liquidated at {price}: margin balance fell to the maintenance margin",
-        )
-        book.orders[order.order_id] = order
-        book.liquidations += 1
-        self._apply_fill(book, order, order.quantity, price, now, maker=False, liquidation=True)
-

@@ -4,7 +4,8 @@ account's available margin, and the check that an order's margin is there. Djang
 
 Cross margin: margin balance = wallet + uPnL; initial margin = notional at mark / leverage;
 available = margin balance - initial margin - margin reserved by resting opening limits;
-maintenance = ``maintenance_margin_rate`` x notional.
+maintenance = notional x the rate of the symbol's margin bracket for that notional - the
+bracket's maintenance amount (``rules.Bracket``).
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ class Margin:
 
     def maintenance(self, symbol: str, quantity: Decimal, price: Decimal) -> Decimal:
         """A position's maintenance margin at ``price``."""
-        return self.rules.maintenance_margin_rate * abs(quantity) * price
+        notional = abs(quantity) * price
+        return self.rules.bracket(symbol, notional).maintenance(notional)
 
     def position_excess(self, position: PaperPosition, price: Decimal) -> Decimal:
         """What one position adds to the account's margin balance less what it asks of it
@@ -96,31 +98,31 @@ class Margin:
         return (at_low, low) if at_low <= at_high else (at_high, high)
 
     def liquidation_price(self, book: PaperBook, symbol: str, marks: Marks) -> Decimal | None:
-        """Cross margin: solve W + U_o + q(P - E) = M_o + mmr |q| P for P, the other positions
-        (U_o their uPnL, M_o their maintenance margin) held at mark."""
+        """Cross margin: solve W + U_o + q(P - E) = M_o + rate |q| P - cum for P, the other
+        positions (U_o their uPnL, M_o their maintenance margin) held at mark, with the rate
+        and cum of the bracket the position's notional falls in at P (Binance's formula)."""
         position = book.positions.get(symbol)
         if position is None or position.quantity == 0:
             return None
-        mmr = self.rules.maintenance_margin_rate
         other_upnl = other_mm = ZERO
         for other in book.positions.values():
             if other.symbol == symbol:
                 continue
             mark = marks[other.symbol]
             other_upnl += other.quantity * (mark - other.entry_price)
-            other_mm += mmr * abs(other.quantity) * mark
+            other_mm += self.maintenance(other.symbol, other.quantity, mark)
         q = position.quantity
-        numerator = book.wallet_balance + other_upnl - other_mm - q * position.entry_price
-        denominator = mmr * abs(q) - q
-        if denominator == 0:
-            return None
-        price = numerator / denominator
-        if price <= 0:
-            return None  # a long that no fall can liquidate (or a short's nonsense root)
-        return self.rules.tick(price)
+        base = book.wallet_balance + other_upnl - other_mm - q * position.entry_price
+        for bracket in self.rules.brackets(symbol):
+            denominator = bracket.rate * abs(q) - q
+            if denominator == 0:
+                continue
+            price = (base + bracket.amount) / denominator
+            if price > 0 and bracket.holds(abs(q) * price):
+                return self.rules.tick(price)
+        return None  # a long that no fall can liquidate (or a short's nonsense root)
 
     def account(self, book: PaperBook, marks: Marks) -> AccountView:
-        mmr = self.rules.maintenance_margin_rate
         views: list[PositionView] = []
         upnl = im = mm = ZERO
         for position in book.positions.values():
@@ -129,7 +131,7 @@ class Margin:
             notional = abs(position.quantity) * mark
             pnl = position.quantity * (mark - position.entry_price)
             p_im = notional / lev
-            p_mm = notional * mmr
+            p_mm = self.maintenance(position.symbol, position.quantity, mark)
             upnl += pnl
             im += p_im
             mm += p_mm

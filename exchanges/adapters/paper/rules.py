@@ -1,5 +1,11 @@
-"""The paper venue's figures and roundings: fees, slippage, margin rate, leverage bounds,
-quantity step and price tick, read once from its config block. Django-free."""
+"""The paper venue's figures and roundings: fees, slippage, margin brackets, leverage
+bounds, quantity step and price tick, read once from its config block. Django-free.
+
+Margin brackets (Binance's "leverage brackets"): per symbol, notional ranges each with a
+maximum leverage, a maintenance margin rate and a maintenance amount ``cum``; a position of
+notional N in a bracket needs N x rate - cum of maintenance margin (``cum`` makes that
+continuous across brackets). A symbol without brackets has one: no cap, the venue's
+maximum leverage, ``maintenance_margin_rate`` and no amount."""
 
 from __future__ import annotations
 
@@ -26,6 +32,35 @@ def _step(places: Any) -> Decimal:
 
 
 @dataclass(frozen=True)
+class Bracket:
+    floor: Decimal  # notional from (inclusive)
+    cap: Decimal | None  # to (exclusive); None: no cap
+    max_leverage: int
+    rate: Decimal  # maintenance margin rate
+    amount: Decimal  # maintenance amount (cum)
+
+    def maintenance(self, notional: Decimal) -> Decimal:
+        return notional * self.rate - self.amount
+
+    def holds(self, notional: Decimal) -> bool:
+        return notional >= self.floor and (self.cap is None or notional < self.cap)
+
+
+def _brackets(rows: Any) -> tuple[Bracket, ...]:
+    brackets = []
+    for row in rows or ():
+        cap = row.get("notional_cap")
+        brackets.append(Bracket(
+            floor=to_decimal(row.get("notional_floor"), default=Decimal(0)),
+            cap=to_decimal(cap) if cap is not None else None,
+            max_leverage=int(row["max_leverage"]),
+            rate=to_decimal(row["maintenance_margin_rate"]),
+            amount=to_decimal(row.get("maintenance_amount"), default=Decimal(0)),
+        ))
+    return tuple(sorted(brackets, key=lambda b: b.floor))
+
+
+@dataclass(frozen=True)
 class PaperRules:
     """The venue's figures, from its config block (``PaperRules.from_venue_config``)."""
 
@@ -37,6 +72,7 @@ class PaperRules:
     default_leverage: int = 1
     max_leverage: int = 20
     per_symbol_max_leverage: Mapping[str, int] = field(default_factory=dict)
+    margin_brackets: Mapping[str, tuple[Bracket, ...]] = field(default_factory=dict)
     quantity_step: Decimal = Decimal("0.000001")
     price_tick: Decimal = Decimal("0.01")
     min_notional: Decimal = Decimal("5")
@@ -70,6 +106,7 @@ class PaperRules:
             default_leverage=int(leverage.get("default") or 1),
             max_leverage=int(leverage.get("maximum") or 20),
             per_symbol_max_leverage={k: int(v) for k, v in (leverage.get("per_symbol") or {}).items()},
+            margin_brackets={k: _brackets(v) for k, v in (params.get("margin_tiers") or {}).items() if v},
             quantity_step=_step(sizing.get("quantity_precision", 6)),
             price_tick=_step(sizing.get("price_precision", 2)),
             min_notional=to_decimal(sizing.get("min_notional"), default=Decimal("5")),
@@ -82,8 +119,27 @@ class PaperRules:
     def history_retention(self) -> timedelta:
         return timedelta(seconds=max(0.0, float(self.history_retention_seconds)))
 
-    def max_leverage_for(self, symbol: str) -> int:
-        return int(self.per_symbol_max_leverage.get(symbol, self.max_leverage))
+    def max_leverage_for(self, symbol: str, notional: Decimal | None = None) -> int:
+        """The most leverage allowed on ``symbol``: the venue's, the symbol's, and, for a
+        position of ``notional``, its bracket's."""
+        most = int(self.per_symbol_max_leverage.get(symbol, self.max_leverage))
+        if notional is not None:
+            most = min(most, self.bracket(symbol, notional).max_leverage)
+        return most
+
+    def brackets(self, symbol: str) -> tuple[Bracket, ...]:
+        found = self.margin_brackets.get(symbol)
+        if found:
+            return found
+        return (Bracket(Decimal(0), None, self.max_leverage, self.maintenance_margin_rate, Decimal(0)),)
+
+    def bracket(self, symbol: str, notional: Decimal) -> Bracket:
+        notional = abs(notional)
+        brackets = self.brackets(symbol)
+        for bracket in brackets:
+            if bracket.holds(notional):
+                return bracket
+        return brackets[-1] if notional >= brackets[-1].floor else brackets[0]
 
     # -- roundings ------------------------------------------------------------------------
     def quantity(self, value: Decimal) -> Decimal:

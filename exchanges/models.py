@@ -68,9 +68,10 @@ class ExchangeAccount(TimeStampedModel):
 class PaperAccountState(TimeStampedModel):
     """The paper venue's book for one account (``exchanges.paper_store.DjangoPaperStore``).
 
-    ``book`` is the whole ``PaperBook`` as JSON (Decimals as strings); the columns beside
-    it are copies kept for queries and admin lists. The row is also the account's lock:
-    every change to the book happens under ``select_for_update`` on it.
+    ``book`` is the ``PaperBook``'s state as JSON (Decimals as strings: wallet, positions,
+    leverage, totals); its orders are ``PaperOrderRecord`` rows. The columns beside it are
+    copies kept for queries and admin lists. The row is also the account's lock: every
+    change to the book happens under ``select_for_update`` on it.
     """
 
     account_ref = models.CharField(max_length=64, unique=True)
@@ -91,3 +92,28 @@ class PaperAccountState(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"paper book {self.account_ref}"
+
+
+class PaperOrderRecord(models.Model):
+    """One order of a paper book, with its fills (``PaperOrder.to_dict()`` in ``data``); the
+    columns beside it are what the store looks orders up by."""
+
+    state = models.ForeignKey(PaperAccountState, on_delete=models.CASCADE, related_name="order_records")
+    order_id = models.CharField(max_length=32)
+    client_order_id = models.CharField(max_length=128)
+    is_open = models.BooleanField()
+    liquidation = models.BooleanField(default=False)
+    updated_at = models.DateTimeField()
+    data = models.JSONField()
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [models.UniqueConstraint(fields=["state", "order_id"], name="paper_order_id_per_book")]
+        indexes = [
+            models.Index(fields=["state", "client_order_id"], name="paper_order_cid"),
+            models.Index(fields=["state", "is_open"], name="paper_order_open"),
+            models.Index(fields=["state", "liquidation", "updated_at"], name="paper_order_liquidation"),
+        ]
+
+    def __str__(self) -> str:
+        return f"paper order {self.order_id} ({self.client_order_id})"

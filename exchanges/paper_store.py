@@ -1,6 +1,9 @@
 """The paper venue's books in the database: ``DjangoPaperStore`` implements the adapters'
-``PaperStore`` protocol with ``PaperAccountState`` rows, so a simulated account survives
-restarts and every worker process sees the same book.
+``PaperStore`` protocol with a ``PaperAccountState`` row per account (its state) and a
+``PaperOrderRecord`` row per order, so a simulated account survives restarts and every
+worker process sees the same book. A block reads the state and the open orders, looks
+closed orders up by id when asked, and writes the state and the new or changed orders:
+its statements do not grow with the account's history.
 
 Locking: ``book()`` opens ``transaction.atomic()`` and reads the account's row with
 ``select_for_update()``. On PostgreSQL that is a row lock held to the end of the
@@ -13,9 +16,11 @@ records the venue's answer in the same transaction wants.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db import IntegrityError, OperationalError, connections, router, transaction
 from tenacity import (
@@ -27,10 +32,45 @@ from tenacity import (
 )
 
 from exchanges.adapters.errors import ExchangeUnavailable
-from exchanges.adapters.paper.store import PaperBook
-from exchanges.models import ExchangeAccount, PaperAccountState
+from exchanges.adapters.paper.store import PaperBook, PaperOrder, split_legacy
+from exchanges.models import ExchangeAccount, PaperAccountState, PaperOrderRecord
 
 _ACCOUNT_REF = re.compile(r"^acct(\d+)$")
+
+
+class _RecordHistory:
+    """The order records of one book (``OrderHistory``)."""
+
+    def __init__(self, state: PaperAccountState, using: str) -> None:
+        self.records = PaperOrderRecord.objects.using(using).filter(state=state)
+        self.pks: dict[str, int] = {}  # order id -> record, for every record read
+
+    def read(self, query: Any) -> list[dict[str, Any]]:
+        rows = list(query.values_list("pk", "order_id", "data"))
+        self.pks.update((order_id, pk) for pk, order_id, _ in rows)
+        return [data for _, _, data in rows]
+
+    def find(self, *, order_ids: Sequence[str] = (), client_order_ids: Sequence[str] = ()) -> list[PaperOrder]:
+        if not order_ids and not client_order_ids:
+            return []
+        query = self.records.filter(order_id__in=list(order_ids)) if order_ids else self.records.none()
+        if client_order_ids:
+            query = query | self.records.filter(client_order_id__in=list(client_order_ids))
+        return [PaperOrder.from_dict(data) for data in self.read(query)]
+
+    def closed_since(self, since: datetime | None, *, liquidation: bool | None = None) -> list[PaperOrder]:
+        query = self.records.filter(is_open=False)
+        if since is not None:
+            query = query.filter(updated_at__gte=since)
+        if liquidation is not None:
+            query = query.filter(liquidation=liquidation)
+        return [PaperOrder.from_dict(data) for data in self.read(query)]
+
+
+def _record(state: PaperAccountState, order: PaperOrder, data: dict[str, Any] | None = None) -> PaperOrderRecord:
+    return PaperOrderRecord(state=state, order_id=order.order_id, client_order_id=order.client_order_id,
+                            is_open=order.is_open, liquidation=order.liquidation, updated_at=order.updated_at,
+                            data=data if data is not None else order.to_dict())
 
 
 class DjangoPaperStore:
@@ -46,8 +86,14 @@ class DjangoPaperStore:
     def book(self, account_ref: str, *, starting_balance: Decimal) -> Iterator[PaperBook]:
         atomic, row = self._lock(account_ref, Decimal(starting_balance))
         try:
-            book = PaperBook.from_dict(row.book) if row.book else PaperBook.new(
-                account_ref, row.starting_balance)
+            self._upgrade(row)
+            history = _RecordHistory(row, self.using)
+            if row.book:
+                open_rows = history.read(history.records.filter(is_open=True))
+                book = PaperBook.from_dict(row.book, orders=open_rows, history=history)
+            else:
+                book = PaperBook.new(account_ref, row.starting_balance)
+                book.history = history
             yield book
             self._save(row, book)
         except BaseException as exc:
@@ -59,7 +105,12 @@ class DjangoPaperStore:
         row = PaperAccountState.objects.using(self.using).filter(account_ref=account_ref).first()
         if row is None:
             return None
-        return PaperBook.from_dict(row.book) if row.book else PaperBook.new(account_ref, row.starting_balance)
+        if not row.book:
+            return PaperBook.new(account_ref, row.starting_balance)
+        state, legacy = split_legacy(row.book)
+        records = list(PaperOrderRecord.objects.using(self.using).filter(state=row).values_list("data", flat=True))
+        seen = {r["order_id"] for r in records}
+        return PaperBook.from_dict(state, orders=[*(r for r in legacy if r["order_id"] not in seen), *records])
 
     def delete(self, account_ref: str) -> None:
         PaperAccountState.objects.using(self.using).filter(account_ref=account_ref).delete()
@@ -110,7 +161,7 @@ class DjangoPaperStore:
                 book = PaperBook.new(account_ref, starting_balance)
                 row = PaperAccountState(account_ref=account_ref, account=self._account(account_ref),
                                         starting_balance=starting_balance, wallet_balance=starting_balance,
-                                        book=book.to_dict())
+                                        book=book.state_dict())
                 row.save(using=self.using, force_insert=True)
                 return row
         except IntegrityError:
@@ -123,8 +174,30 @@ class DjangoPaperStore:
             return None
         return ExchangeAccount.objects.using(self.using).filter(pk=int(match.group(1))).first()
 
+    def _upgrade(self, row: PaperAccountState) -> None:
+        """A book of format 1 kept its orders in the state: they become records."""
+        if not row.book or "orders" not in row.book:
+            return
+        state, legacy = split_legacy(row.book)
+        PaperOrderRecord.objects.using(self.using).bulk_create(
+            [_record(row, PaperOrder.from_dict(data), data) for data in legacy], ignore_conflicts=True)
+        row.book = state
+        row.save(using=self.using, update_fields=["book"])
+
     def _save(self, row: PaperAccountState, book: PaperBook) -> None:
-        row.book = book.to_dict()
+        new, changed = book.changes()
+        records = PaperOrderRecord.objects.using(self.using)
+        if new:
+            records.bulk_create([_record(row, order) for order in new])
+        if changed:
+            pks = book.history.pks  # type: ignore[union-attr]  # every changed order was read through it
+            updated = []
+            for order in changed:
+                record = _record(row, order)
+                record.pk = pks[order.order_id]
+                updated.append(record)
+            records.bulk_update(updated, ["is_open", "liquidation", "updated_at", "data"])
+        row.book = book.state_dict()
         row.starting_balance = book.starting_balance
         row.wallet_balance = book.wallet_balance
         row.open_positions = {

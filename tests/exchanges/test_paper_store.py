@@ -128,3 +128,35 @@ def test_concurrent_orders_on_one_account_never_corrupt_the_book():
         f"w{n}-{i}" for n in range(threads) for i in range(per_thread)}
     row = PaperAccountState.objects.get(account_ref="acct-race")
     assert row.wallet_balance == book.wallet_balance
+
+
+def _statements_of_one_round_trip(trader, tag: str) -> tuple[int, int]:
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as opened:
+        trader.open_long(BTC, D("0.01"), client_order_id=f"{tag}-open", leverage=10)
+    with CaptureQueriesContext(connection) as closed:
+        trader.close_long(BTC, D("0.01"), client_order_id=f"{tag}-close")
+    return len(opened.captured_queries), len(closed.captured_queries)
+
+
+@pytest.mark.django_db
+def test_an_orders_statements_do_not_grow_with_the_accounts_history():
+    """Orders are records of their own: a block reads the state and the open orders, so an
+    account with 400 past orders costs what a new one costs, statement for statement, and
+    the bytes of its state do not grow."""
+    clock = Clock()
+    market = ScriptedMarket(clock, BTC="60000")
+    trader = make_trader(market, clock, DjangoPaperStore(), account_ref="acct-history")
+    trader.get_balance()
+    fresh = _statements_of_one_round_trip(trader, "first")
+    state_bytes = len(str(PaperAccountState.objects.get(account_ref="acct-history").book))
+    for i in range(200):
+        clock.advance(1)
+        _statements_of_one_round_trip(trader, f"h{i}")
+    assert _statements_of_one_round_trip(trader, "last") == fresh
+    row = PaperAccountState.objects.get(account_ref="acct-history")
+    assert len(str(row.book)) <= state_bytes + 16  # a few more digits in the sequence
+    assert row.order_records.count() == 2 * 202
+    assert trader.get_order(BTC, client_order_id="first-open").status == OrderStatus.FILLED
+    assert max(fresh) <= 8, fresh

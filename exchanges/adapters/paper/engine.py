@@ -130,7 +130,6 @@ class PaperEngine(Timeline):
                          side=order.side, quantity=quantity, price=price, fee=fee,
                          realized_pnl=realized, timestamp=now, maker=maker, liquidation=liquidation)
         order.fills.append(fill)
-        book.fills.append(fill)
         filled_before = order.executed_quantity
         order.executed_quantity = filled_before + quantity
         order.average_price = price if filled_before == 0 else (
@@ -186,8 +185,9 @@ class PaperEngine(Timeline):
             raise self._reject("A client order id is required", "-1102")
         children_ids = [request.client_order_id + suffix for suffix, price in
                         (("-sl", request.stop_loss), ("-tp", request.take_profit)) if price is not None]
+        taken = book.find_client_ids([request.client_order_id, *children_ids])
         for cid in [request.client_order_id, *children_ids]:
-            if book.find_order(client_order_id=cid) is not None:
+            if cid in taken:
                 raise self._reject(f"Client order id {cid!r} is duplicated", "-4116")
         quantity = self.rules.quantity(request.quantity)
         if quantity <= 0:
@@ -258,7 +258,6 @@ class PaperEngine(Timeline):
         self._attach(book, request, order, now)
         if immediate is not None:
             self._apply_fill(book, order, quantity, immediate, now, maker=False)
-        book.trim(rules.history_limit, now=now, retention=rules.history_retention)
         return order
 
     def _check_bracket(self, book: PaperBook, symbol: str, notional: Decimal) -> None:

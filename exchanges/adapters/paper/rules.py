@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -78,13 +77,6 @@ class PaperRules:
     min_notional: Decimal = Decimal("5")
     supported_types: frozenset[str] = frozenset(t.value for t in OrderType)
     time_in_force: frozenset[str] = frozenset({"GTC", "IOC"})
-    # Closed orders and fills kept in the book. The platform keeps the full history in its own
-    # tables; the book needs only recent ones for look-ups, and every call loads and saves
-    # the whole book, so a long history makes every call slower (bench/paper_venue.py).
-    history_limit: int = 100
-    # ...but an order closed less than this long ago is never trimmed, however many others
-    # closed after it: the platform learns of a close only when it next asks (``PaperBook.trim``).
-    history_retention_seconds: float = 24 * 3600.0
     sync_window_seconds: float = 60.0
 
     @classmethod
@@ -112,12 +104,7 @@ class PaperRules:
             min_notional=to_decimal(sizing.get("min_notional"), default=Decimal("5")),
             supported_types=frozenset(str(t).upper() for t in supported),
             time_in_force=frozenset(str(t).upper() for t in tifs),
-            history_retention_seconds=float(params.get("history_retention_seconds", 24 * 3600.0)),
         )
-
-    @property
-    def history_retention(self) -> timedelta:
-        return timedelta(seconds=max(0.0, float(self.history_retention_seconds)))
 
     def max_leverage_for(self, symbol: str, notional: Decimal | None = None) -> int:
         """The most leverage allowed on ``symbol``: the venue's, the symbol's, and, for a

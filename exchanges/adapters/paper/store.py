@@ -1,11 +1,16 @@
 """The paper venue's book and where it is kept. Django-free.
 
-A ``PaperBook`` is one account's whole state at the simulated venue: wallet, positions,
-open orders and recent history. A ``PaperStore`` hands out a book *locked* for the
-duration of a ``with`` block and saves it on a clean exit, so two workers never
-interleave on one account and a failed operation leaves no trace. The Django
-implementation lives outside the adapters (``exchanges.paper_store.DjangoPaperStore``);
-``MemoryPaperStore`` serves tests and scripts.
+A ``PaperBook`` is one account at the simulated venue: its state (wallet, positions,
+leverage, totals) and its orders, each order with its fills. A ``PaperStore`` hands out a
+book *locked* for the duration of a ``with`` block and saves it on a clean exit, so two
+workers never interleave on one account and a failed operation leaves no trace.
+
+Orders are kept one per record, not in one document with the state: a block loads the
+state and the *open* orders only, and looks closed ones up by id when asked
+(``PaperBook.history``), so what a call costs does not grow with the account's history.
+On a clean exit the store writes the state and the orders that are new or changed. The
+Django implementation lives outside the adapters (``exchanges.paper_store.DjangoPaperStore``);
+``MemoryPaperStore`` serves tests and scripts and keeps its records the same way.
 
 Serialisation keeps every Decimal as a string and every datetime as ISO-8601 with its
 offset, so a JSON column round-trips it exactly.
@@ -15,17 +20,17 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from alpha_platform.common.money import ZERO, to_decimal
 from alpha_platform.common.vocabulary import VENUE_OPEN_STATUSES
 
-BOOK_FORMAT = 1
+BOOK_FORMAT = 2  # 1: the orders inside the state document (read, and moved out, on load)
 
 
 def _s(value: Decimal | None) -> str | None:
@@ -203,8 +208,9 @@ class PaperBook:
     starting_balance: Decimal
     wallet_balance: Decimal
     positions: dict[str, PaperPosition] = field(default_factory=dict)  # by venue symbol
-    orders: dict[str, PaperOrder] = field(default_factory=dict)  # by order id, oldest first
-    fills: list[PaperFill] = field(default_factory=list)  # the account's recent trades
+    # The orders this block has in hand, by order id, oldest first: every open one, and the
+    # closed ones it looked up or closed. Others are in ``history``.
+    orders: dict[str, PaperOrder] = field(default_factory=dict)
     leverage: dict[str, int] = field(default_factory=dict)  # by venue symbol
     last_sync: datetime | None = None
     sequence: int = 0  # source of order, trade and position ids
@@ -212,9 +218,10 @@ class PaperBook:
     fees_total: Decimal = ZERO
     liquidations: int = 0
     created_at: datetime | None = None
-    # ``last_sync`` as this block loaded the book (not saved): whatever closes in the block
-    # (its sync included) closes at or after it. See ``trim``.
-    loaded_sync: datetime | None = field(default=None, repr=False, compare=False)
+    # Where the orders not in hand are (the store's records); None: ``orders`` is all.
+    history: OrderHistory | None = field(default=None, repr=False, compare=False)
+    # Each order as it was loaded, to write back only what changed (not saved).
+    loaded: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def new(cls, account_ref: str, starting_balance: Decimal, *, now: datetime | None = None) -> PaperBook:
@@ -230,55 +237,83 @@ class PaperBook:
         return [o for o in self.orders.values()
                 if o.is_open and (symbol is None or o.symbol == symbol)]
 
+    @property
+    def fills(self) -> list[PaperFill]:
+        """The trades of the orders in hand, oldest first."""
+        return sorted((f for o in self.orders.values() for f in o.fills), key=lambda f: f.timestamp)
+
+    def _adopt(self, orders: Iterable[PaperOrder]) -> None:
+        for order in orders:
+            if order.order_id not in self.orders:
+                self.orders[order.order_id] = order
+                self.loaded[order.order_id] = order.to_dict()
+
     def find_order(self, *, order_id: str | None = None,
                    client_order_id: str | None = None) -> PaperOrder | None:
         if order_id is not None:
             order = self.orders.get(str(order_id))
+            if order is None and self.history is not None:
+                self._adopt(self.history.find(order_ids=[str(order_id)]))
+                order = self.orders.get(str(order_id))
             if order is not None and (client_order_id is None or order.client_order_id == client_order_id):
                 return order
             return None
         if client_order_id is not None:
-            for order in self.orders.values():
-                if order.client_order_id == client_order_id:
-                    return order
+            found = self.find_client_ids([client_order_id])
+            return found.get(client_order_id)
         return None
+
+    def orders_by_id(self, order_ids: Sequence[str]) -> list[PaperOrder]:
+        """These orders, those not in hand looked up in one go; unknown ids are skipped."""
+        missing = [i for i in order_ids if i not in self.orders]
+        if missing and self.history is not None:
+            self._adopt(self.history.find(order_ids=missing))
+        return [self.orders[i] for i in order_ids if i in self.orders]
+
+    def find_client_ids(self, client_order_ids: Sequence[str]) -> dict[str, PaperOrder]:
+        """The orders with these client order ids (one look-up in the history for all)."""
+        wanted = set(client_order_ids)
+        found = {o.client_order_id: o for o in self.orders.values() if o.client_order_id in wanted}
+        missing = wanted - found.keys()
+        if missing and self.history is not None:
+            self._adopt(self.history.find(client_order_ids=sorted(missing)))
+            found.update({o.client_order_id: o for o in self.orders.values() if o.client_order_id in missing})
+        return found
+
+    def closed_since(self, since: datetime | None, *, liquidation: bool | None = None) -> list[PaperOrder]:
+        """Orders closed (last changed) at or after ``since``, oldest first."""
+        if self.history is not None:
+            self._adopt(self.history.closed_since(since, liquidation=liquidation))
+        return sorted((o for o in self.orders.values() if not o.is_open
+                       and (since is None or o.updated_at >= since)
+                       and (liquidation is None or o.liquidation == liquidation)),
+                      key=lambda o: (o.updated_at, o.order_id))
+
+    def changes(self) -> tuple[list[PaperOrder], list[PaperOrder]]:
+        """(new, changed) orders since the block loaded the book."""
+        new: list[PaperOrder] = []
+        changed: list[PaperOrder] = []
+        for order in self.orders.values():
+            before = self.loaded.get(order.order_id)
+            if before is None:
+                new.append(order)
+            elif before != order.to_dict():
+                changed.append(order)
+        return new, changed
 
     def position_quantity(self, symbol: str) -> Decimal:
         position = self.positions.get(symbol)
         return position.quantity if position is not None else ZERO
 
-    def trim(self, limit: int, *, now: datetime, retention: timedelta) -> None:
-        """Drop closed history the platform has had its chance to see.
-
-        The platform learns that an order closed only when it next asks the venue about it,
-        so an order is never dropped in the block that closed it, nor within ``retention``
-        of its closing: a closed order is kept if it closed (``updated_at``) at or after
-        ``now - retention`` or at or after ``loaded_sync`` (the block's sync may settle a
-        long idle span). Beyond that, closed orders are kept newest-closed first up to
-        ``limit`` in all: by closing time, not by insertion, since an order that rested
-        through ``limit`` others is the oldest inserted when it fills. Open orders are
-        always kept; trades are kept with their orders (and only with them).
-        """
-        keep_from = now - retention
-        if self.loaded_sync is not None:
-            keep_from = min(keep_from, self.loaded_sync)
-        closed = sorted((o for o in self.orders.values() if not o.is_open),
-                        key=lambda o: o.updated_at, reverse=True)
-        for n, order in enumerate(closed):
-            if n >= limit and order.updated_at < keep_from:
-                del self.orders[order.order_id]
-        self.fills = [f for f in self.fills if f.order_id in self.orders]
-
     # -- serialisation --------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
+        """The account's state, without its orders."""
         return {
             "format": BOOK_FORMAT,
             "account_ref": self.account_ref,
             "starting_balance": _s(self.starting_balance),
             "wallet_balance": _s(self.wallet_balance),
             "positions": {k: p.to_dict() for k, p in self.positions.items()},
-            "orders": [o.to_dict() for o in self.orders.values()],
-            "fills": [f.to_dict() for f in self.fills],
             "leverage": dict(self.leverage),
             "last_sync": _ts(self.last_sync),
             "sequence": self.sequence,
@@ -288,16 +323,23 @@ class PaperBook:
             "created_at": _ts(self.created_at),
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        """The state and the orders in hand (all of them for a ``load``ed snapshot)."""
+        return {**self.state_dict(), "orders": [o.to_dict() for o in self.orders.values()]}
+
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PaperBook:
-        orders = [PaperOrder.from_dict(o) for o in d.get("orders") or []]
-        return cls(
+    def from_dict(cls, d: dict[str, Any], *, orders: Iterable[dict[str, Any]] | None = None,
+                  history: OrderHistory | None = None) -> PaperBook:
+        """A book from its state and the given order records (else the orders inside ``d``,
+        as format 1 and ``to_dict`` keep them)."""
+        rows = list(d.get("orders") or []) if orders is None else list(orders)
+        parsed = [PaperOrder.from_dict(o) for o in rows]
+        book = cls(
             account_ref=d["account_ref"],
             starting_balance=to_decimal(d["starting_balance"], default=ZERO),
             wallet_balance=to_decimal(d["wallet_balance"], default=ZERO),
             positions={k: PaperPosition.from_dict(p) for k, p in (d.get("positions") or {}).items()},
-            orders={o.order_id: o for o in orders},
-            fills=[PaperFill.from_dict(f) for f in d.get("fills") or []],
+            orders={o.order_id: o for o in parsed},
             leverage={k: int(v) for k, v in (d.get("leverage") or {}).items()},
             last_sync=_dt(d.get("last_sync")),
             sequence=int(d.get("sequence") or 0),
@@ -305,8 +347,25 @@ class PaperBook:
             fees_total=to_decimal(d.get("fees_total"), default=ZERO),
             liquidations=int(d.get("liquidations") or 0),
             created_at=_dt(d.get("created_at")),
-            loaded_sync=_dt(d.get("last_sync")),
+            history=history,
         )
+        book.loaded = {o.order_id: row for o, row in zip(parsed, rows, strict=True)}
+        return book
+
+
+class OrderHistory(Protocol):
+    """A store's order records of one account, for the orders a block does not hold."""
+
+    def find(self, *, order_ids: Sequence[str] = (), client_order_ids: Sequence[str] = ()) -> list[PaperOrder]: ...
+    def closed_since(self, since: datetime | None, *, liquidation: bool | None = None) -> list[PaperOrder]: ...
+
+
+def split_legacy(doc: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A stored document as (state, order records): format 1 kept the orders (and a copy of
+    their fills) inside the state."""
+    state = {k: v for k, v in doc.items() if k not in ("orders", "fills")}
+    state["format"] = BOOK_FORMAT
+    return state, list(doc.get("orders") or [])
 
 
 @runtime_checkable
@@ -326,15 +385,33 @@ class PaperStore(Protocol):
         ...
 
 
+class _MemoryHistory:
+    def __init__(self, records: dict[str, dict[str, Any]]) -> None:
+        self.records = records
+
+    def find(self, *, order_ids: Sequence[str] = (), client_order_ids: Sequence[str] = ()) -> list[PaperOrder]:
+        ids, cids = set(order_ids), set(client_order_ids)
+        return [PaperOrder.from_dict(copy.deepcopy(r)) for r in self.records.values()
+                if r["order_id"] in ids or r["client_order_id"] in cids]
+
+    def closed_since(self, since: datetime | None, *, liquidation: bool | None = None) -> list[PaperOrder]:
+        found = (PaperOrder.from_dict(copy.deepcopy(r)) for r in self.records.values())
+        return [o for o in found if not o.is_open and (since is None or o.updated_at >= since)
+                and (liquidation is None or o.liquidation == liquidation)]
+
+
 class MemoryPaperStore:
-    """Process-local store: a JSON-shaped copy per account and a lock per account.
+    """Process-local store: per account, a JSON-shaped copy of the state, one of each order
+    (by order id), and a lock.
 
     Keeping the serialised form (not the live object) makes a failed block roll back
-    and catches anything that would not survive the database round trip.
+    and catches anything that would not survive the database round trip; keeping orders
+    apart from the state makes a block load what the database store loads.
     """
 
     def __init__(self) -> None:
         self._docs: dict[str, dict[str, Any]] = {}
+        self._orders: dict[str, dict[str, dict[str, Any]]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -342,20 +419,41 @@ class MemoryPaperStore:
         with self._guard:
             return self._locks.setdefault(account_ref, threading.Lock())
 
+    def _records(self, account_ref: str) -> dict[str, dict[str, Any]]:
+        doc = self._docs.get(account_ref)
+        records = self._orders.setdefault(account_ref, {})
+        if doc is not None and "orders" in doc:  # a document of format 1 (or seeded whole)
+            state, rows = split_legacy(doc)
+            self._docs[account_ref] = state
+            records.update({r["order_id"]: r for r in rows})
+        return records
+
     @contextmanager
     def book(self, account_ref: str, *, starting_balance: Decimal) -> Iterator[PaperBook]:
         with self._lock(account_ref):
+            records = self._records(account_ref)
             doc = self._docs.get(account_ref)
-            book = PaperBook.from_dict(copy.deepcopy(doc)) if doc else PaperBook.new(
-                account_ref, Decimal(starting_balance))
+            if doc:
+                open_rows = [copy.deepcopy(r) for r in records.values() if r["status"] in VENUE_OPEN_STATUSES]
+                book = PaperBook.from_dict(copy.deepcopy(doc), orders=open_rows, history=_MemoryHistory(records))
+            else:
+                book = PaperBook.new(account_ref, Decimal(starting_balance))
+                book.history = _MemoryHistory(records)
             yield book
-            self._docs[account_ref] = book.to_dict()
+            new, changed = book.changes()
+            for order in (*new, *changed):
+                records[order.order_id] = order.to_dict()
+            self._docs[account_ref] = book.state_dict()
 
     def load(self, account_ref: str) -> PaperBook | None:
         with self._lock(account_ref):
+            records = self._records(account_ref)
             doc = self._docs.get(account_ref)
-            return PaperBook.from_dict(copy.deepcopy(doc)) if doc else None
+            if not doc:
+                return None
+            return PaperBook.from_dict(copy.deepcopy(doc), orders=[copy.deepcopy(r) for r in records.values()])
 
     def delete(self, account_ref: str) -> None:
         with self._lock(account_ref):
             self._docs.pop(account_ref, None)
+            self._orders.pop(account_ref, None)

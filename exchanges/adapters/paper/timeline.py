@@ -73,7 +73,6 @@ class Timeline:
         if book.positions or book.open_orders():
             self._walk(book, PathWalk(self.market, start, now, window_seconds=self.rules.sync_window_seconds))
         book.last_sync = now
-        book.trim(self.rules.history_limit, now=now, retention=self.rules.history_retention)
 
     def _walk(self, book: PaperBook, walk: PathWalk) -> None:
         """Event after event, earliest first: the next leaf in which a resting order's level

@@ -207,8 +207,7 @@ class PaperTrader(BaseTrader):
         return self._read(call, kind="orders")
 
     def _result(self, book: PaperBook, order: PaperOrder) -> OrderResult:
-        attached = tuple(self._result(book, book.orders[child]) for child in order.attached_ids
-                         if child in book.orders)
+        attached = tuple(self._result(book, child) for child in book.orders_by_id(order.attached_ids))
         raw = {
             "order_id": order.order_id, "status": order.status, "created_at": order.created_at.isoformat(),
             "time_in_force": order.time_in_force, "realized_pnl": format(order.realized_pnl, "f"),

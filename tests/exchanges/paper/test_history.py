@@ -1,7 +1,8 @@
-"""The book's history trim (issue 13, fault 5): an order that rested while more than
-``history_limit`` other orders closed, and then filled, must still be there when the
-platform asks about it, with its fill, and the ledger must add up from the fills the
-venue reports. Closed history beyond the retention period is still trimmed.
+"""The venue's order history (issue 13, fault 5): an order that rested while more than a
+hundred other orders closed, and then filled, must still be there when the platform asks
+about it, with its fill, and the ledger must add up from the fills the venue reports.
+Orders are records of their own: a block holds the open ones and looks closed ones up, so
+the venue forgets nothing and a call does not load the account's history.
 
 Figures (BTC 60000, ETH 3000; slippage 2 bps, taker 0.0005, maker 0.0002):
 - ETH 0.01 market buy fills at 3000 * 1.0002 = 3000.6, fee 0.0005 * 30.006 = 0.015003;
@@ -15,12 +16,21 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal as D
 
-from exchanges.adapters.base import OrderRequest, OrderSide, OrderStatus, OrderType, PositionSide
+import pytest
+
+from exchanges.adapters.base import (
+    OrderRequest,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    PositionSide,
+)
+from exchanges.adapters.errors import InvalidOrderError
 from exchanges.adapters.paper import MemoryPaperStore
 from exchanges.adapters.paper.store import PaperBook, PaperOrder
 from tests.exchanges.paper.support import BTC, ETH, T0, make_trader, wallet
 
-ROUND_TRIPS = 51  # 102 closed orders after the resting one: more than history_limit (100)
+ROUND_TRIPS = 51  # 102 closed orders after the resting one (the old book kept the newest 100)
 
 
 def rest_limit(trader):
@@ -89,30 +99,44 @@ def test_orders_filled_early_in_a_sync_longer_than_the_retention_are_all_kept(tr
     assert wallet(trader) == D("10000") - fees == D("9998.8082")
 
 
-def test_closed_history_older_than_the_retention_is_trimmed_to_the_limit(market, clock):
+def test_every_order_stays_retrievable_however_old_and_a_block_holds_only_the_open_ones(market, clock):
     store = MemoryPaperStore()
     trader = make_trader(market, clock, store)
+    rest_limit(trader)
     results = churn(trader, clock)
-    clock.advance(2 * 24 * 3600)  # past the retention (24 h)
+    clock.advance(2 * 24 * 3600)
     trader.open_long(ETH, D("0.01"), client_order_id="late")
 
-    book = store.load(trader.account_ref)
-    assert len(book.orders) == 100 and len(book.fills) == 100
-    kept = {o.client_order_id for o in book.orders.values()}
-    assert "late" in kept and results[0].client_order_id not in kept  # the oldest closed went first
-    assert {f.order_id for f in book.fills} <= set(book.orders)  # fills go with their orders
+    book = store.load(trader.account_ref)  # the whole history, for display
+    assert len(book.orders) == 2 * ROUND_TRIPS + 2 == len(book.fills) + 1  # the resting limit has none
+    oldest = trader.get_order(ETH, client_order_id=results[0].client_order_id)
+    assert oldest.status == OrderStatus.FILLED and oldest.fills[0].price == D("3000.6")
+    resting = trader.get_order(BTC, client_order_id="rest-1").order_id
+    with store.book(trader.account_ref, starting_balance=D("10000")) as held:
+        assert set(held.orders) == {resting}
+        found = held.find_order(client_order_id=results[1].client_order_id)
+        assert found is not None and found.status == OrderStatus.FILLED.value
 
 
-def test_trim_goes_by_closing_time_not_by_insertion():
-    book = PaperBook.new("acct", D("10000"), now=T0)
+def test_a_client_order_id_from_long_ago_is_still_refused_as_a_duplicate(market, clock):
+    trader = make_trader(market, clock, MemoryPaperStore())
+    churn(trader, clock)
+    clock.advance(3 * 24 * 3600)
+    with pytest.raises(InvalidOrderError) as refused:
+        trader.open_long(ETH, D("0.01"), client_order_id="o-0")
+    assert refused.value.code == "-4116"
 
-    def closed(oid, closed_at):
-        book.orders[oid] = PaperOrder(order_id=oid, client_order_id=f"c{oid}", symbol="BTCUSDT", side="BUY",
-                                      order_type="LIMIT", quantity=D("1"), status="FILLED",
-                                      created_at=T0, updated_at=closed_at)
 
-    closed("1", T0 + timedelta(hours=10))  # inserted first, closed last
-    closed("2", T0 + timedelta(hours=1))
-    closed("3", T0 + timedelta(hours=2))
-    book.trim(2, now=T0 + timedelta(days=5), retention=timedelta(hours=24))
-    assert list(book.orders) == ["1", "3"]
+def test_a_book_of_the_old_format_is_read_and_its_orders_moved_to_records(clock):
+    book = PaperBook.new("acct-old", D("10000"), now=T0)
+    book.orders["1"] = PaperOrder(order_id="1", client_order_id="old-1", symbol="BTCUSDT", side="BUY",
+                                  order_type="MARKET", quantity=D("1"), status="FILLED",
+                                  created_at=T0, updated_at=T0)
+    store = MemoryPaperStore()
+    legacy = {**book.to_dict(), "format": 1, "fills": []}
+    store._docs["acct-old"] = legacy
+    with store.book("acct-old", starting_balance=D("10000")) as held:
+        assert held.orders == {}  # closed: not in hand
+        assert held.find_order(client_order_id="old-1").order_id == "1"
+    assert "orders" not in store._docs["acct-old"]
+    assert store.load("acct-old").orders["1"].client_order_id == "old-1"

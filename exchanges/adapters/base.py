@@ -225,13 +225,6 @@ class ExchangeTrader(Protocol):
     def format_price(self, symbol: str, price: Decimal) -> Decimal: ...
     def normalize_symbol(self, symbol: str) -> str: ...
     def denormalize_symbol(self, venue_symbol: str) -> str: ...
-    def get_liquidations(self, since: datetime | None = None) -> list[OrderResult]:
-        """The orders the venue placed itself to close the account's positions (liquidations),
-        with their fills, closed at or after ``since`` (None: all it still keeps), oldest
-        first. They are never open, so reconciliation learns of them only from this list.
-        Venues that cannot list them return [] (their streams or position changes tell)."""
-        return []
-
     def check_credentials(self) -> Balance: ...
     def venue_client_order_id(self, client_order_id: str) -> str: ...
     def close(self) -> None: ...
@@ -353,6 +346,13 @@ class BaseTrader(abc.ABC):
         rules = self.symbol_rules(symbol)
         ticks = (price / rules.price_tick).to_integral_value(rounding=ROUND_HALF_EVEN)
         return (ticks * rules.price_tick).quantize(rules.price_tick)
+
+    def get_liquidations(self, since: datetime | None = None) -> list[OrderResult]:
+        """The orders the venue placed itself to close the account's positions (liquidations),
+        with their fills, closed at or after ``since`` (None: all it still keeps), oldest
+        first. They are never open, so reconciliation learns of them only from this list.
+        Venues that cannot list them return [] (their streams or position changes tell)."""
+        return []
 
     def check_credentials(self) -> Balance:
         """What "test connection" runs: a read that needs the credentials. Venues whose

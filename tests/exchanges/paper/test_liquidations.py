@@ -42,3 +42,12 @@ def test_get_liquidations_since_keeps_those_closed_at_or_after_it(trader, market
     assert trader.get_liquidations(liq.timestamp) == [liq]
     assert trader.get_liquidations(liq.timestamp + timedelta(microseconds=1)) == []
     assert trader.get_liquidations(liq.timestamp - timedelta(hours=1)) == [liq]
+
+
+def test_a_venue_that_cannot_list_liquidations_returns_none():
+    from exchanges.adapters.base import BaseTrader
+
+    class Bare(BaseTrader):
+        place_order = get_ticker = symbol_rules = None  # the abstract venue calls, unused here
+
+    assert Bare.get_liquidations(object()) == []  # the default, for venues without such a list

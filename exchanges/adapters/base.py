@@ -213,6 +213,7 @@ class ExchangeTrader(Protocol):
                   client_order_id: str | None = None) -> OrderResult: ...
     def cancel_order(self, symbol: str, *, order_id: str | None = None,
                      client_order_id: str | None = None) -> OrderResult: ...
+    def get_liquidations(self, since: datetime | None = None) -> list[OrderResult]: ...
     def get_market_price(self, symbol: str) -> Decimal: ...
     def get_ticker(self, symbol: str) -> Ticker: ...
     def get_candles(self, symbol: str, timeframe: str = "1m", limit: int = 100) -> list[Candle]: ...
@@ -345,6 +346,13 @@ class BaseTrader(abc.ABC):
         rules = self.symbol_rules(symbol)
         ticks = (price / rules.price_tick).to_integral_value(rounding=ROUND_HALF_EVEN)
         return (ticks * rules.price_tick).quantize(rules.price_tick)
+
+    def get_liquidations(self, since: datetime | None = None) -> list[OrderResult]:
+        """The orders the venue placed itself to close the account's positions (liquidations),
+        with their fills, closed at or after ``since`` (None: all it still keeps), oldest
+        first. They are never open, so reconciliation learns of them only from this list.
+        Venues that cannot list them return [] (their streams or position changes tell)."""
+        return []
 
     def check_credentials(self) -> Balance:
         """What "test connection" runs: a read that needs the credentials. Venues whose

@@ -18,6 +18,9 @@ every discrepancy as a RiskEvent (kind=reconcile).
   ours are reported.
 - Client order ids are unique per account only: every look-up here is within the
   account being reconciled (its venue's list, its own orders), never across accounts.
+- The venue's liquidations (its own ``autoclose-N`` orders: never open, so neither rule
+  above finds them) are read since the newest one recorded and each recorded once, with
+  its fills, its Position row marked liquidated and a RiskEvent (trading.services.liquidations).
 - Positions are synced; a change without a fill of ours (liquidation, manual trading on
   the venue) is reported. A change that the fills of ours not yet folded into the
   Position row (applied in this pass, or since the last one: a fill whose position read
@@ -47,6 +50,7 @@ from risk.models import RiskEvent
 from risk.services import risk_event_record
 from trading.events import order_event
 from trading.models import Fill, Order, Position
+from trading.services.liquidations import liquidation_record, liquidations_since
 from trading.services.positions import STATUS_MAP, balance_snapshot_record, order_apply_result, positions_sync
 
 logger = logging.getLogger(__name__)
@@ -67,6 +71,7 @@ class ReconcileReport:
     orders_lost: int = 0
     orders_recovered: int = 0  # LOST orders the venue listed after all
     unknown_venue_orders: list[str] = field(default_factory=list)
+    liquidations_recorded: list[str] = field(default_factory=list)  # client order ids
     position_changes: list[dict[str, Any]] = field(default_factory=list)
     explained_position_changes: list[dict[str, Any]] = field(default_factory=list)  # by fills of ours
     errors: list[str] = field(default_factory=list)
@@ -163,6 +168,7 @@ def account_reconcile(*, account: ExchangeAccount, trader: ExchangeTrader | None
     now = timezone.now()
     lost_after_lookups, lost_after = lost_rule()
     try:
+        _liquidations(account, trader, report, now=now)
         try:
             venue_orders = trader.get_open_orders()
             listed_ok = True
@@ -228,6 +234,25 @@ def account_reconcile(*, account: ExchangeAccount, trader: ExchangeTrader | None
     if report.discrepancies or report.errors:
         logger.info("reconcile account %s: %s", account.pk, report)
     return report
+
+
+def _liquidations(account: ExchangeAccount, trader: ExchangeTrader, report: ReconcileReport, *, now) -> None:
+    """Before positions are synced, so the position a liquidation closed is closed by it
+    (with its fill) rather than reported as gone without an order of ours."""
+    try:
+        results = trader.get_liquidations(liquidations_since(account=account, now=now))
+    except ExchangeError as exc:
+        report.errors.append(f"liquidations: {type(exc).__name__}")
+        return
+    for result in results:
+        try:
+            order = liquidation_record(account=account, result=result)
+        except Exception as exc:  # noqa: BLE001 - one bad record must not stop the pass (rolled back)
+            logger.exception("account %s: liquidation %s not recorded", account.pk, result.client_order_id)
+            report.errors.append(f"liquidation {result.client_order_id or result.order_id}: {type(exc).__name__}")
+            continue
+        if order is not None:
+            report.liquidations_recorded.append(order.client_order_id)
 
 
 def _apply(order: Order, result: OrderResult, report: ReconcileReport) -> Order:

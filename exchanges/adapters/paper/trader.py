@@ -206,6 +206,15 @@ class PaperTrader(BaseTrader):
                 return self._result(book, order)
         return self._read(call, kind="orders")
 
+    def get_liquidations(self, since: datetime | None = None) -> list[OrderResult]:
+        def call() -> list[OrderResult]:
+            with self._book() as (book, _now):
+                # A liquidation order is filled the moment it is made: its last update is its close.
+                found = [o for o in book.orders.values()
+                         if o.liquidation and not o.is_open and (since is None or o.updated_at >= since)]
+                return [self._result(book, o) for o in sorted(found, key=lambda o: (o.updated_at, o.order_id))]
+        return self._read(call)
+
     def _result(self, book: PaperBook, order: PaperOrder) -> OrderResult:
         attached = tuple(self._result(book, child) for child in book.orders_by_id(order.attached_ids))
         raw = {

@@ -35,7 +35,7 @@ from trading.services.positions import order_apply_result
 logger = logging.getLogger(__name__)
 
 LIQUIDATION_ACTOR = "venue:liquidation"
-# How far back the first pass of an account looks (the paper venue keeps closed orders 24 h).
+# How far back the first pass of an account looks for liquidations it has not recorded.
 LIQUIDATION_LOOKBACK = timedelta(days=7)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from alpha_platform.common.money import ZERO
 from alpha_platform.common.vocabulary import OrderSide, OrderType
@@ -121,6 +121,24 @@ class Margin:
             if price > 0 and bracket.holds(abs(q) * price):
                 return self.rules.tick(price)
         return None  # a long that no fall can liquidate (or a short's nonsense root)
+
+    def bankruptcy_price(self, book: PaperBook, symbol: str, marks: Marks, fee_rate: Decimal) -> Decimal | None:
+        """The price at which closing the position (paying ``fee_rate``) leaves the account's
+        margin balance at zero, the other positions at mark: W + U_o + q(P - E) - |q| P f = 0.
+        Rounded to the tick in the account's favour, so the balance stays >= 0."""
+        position = book.positions.get(symbol)
+        if position is None:
+            return None
+        others = sum((o.quantity * (marks[o.symbol] - o.entry_price)
+                      for o in book.positions.values() if o.symbol != symbol), ZERO)
+        q = position.quantity
+        denominator = q - abs(q) * fee_rate
+        if denominator == 0:
+            return None
+        price = (q * position.entry_price - book.wallet_balance - others) / denominator
+        if price <= 0:
+            return None
+        return self.rules.tick(price, ROUND_CEILING if q > 0 else ROUND_FLOOR)
 
     def account(self, book: PaperBook, marks: Marks) -> AccountView:
         views: list[PositionView] = []

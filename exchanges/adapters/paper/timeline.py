@@ -6,7 +6,8 @@ base class), apart from placing and cancelling. Django-free.
 Liquidation (cross): when the account's margin balance meets its maintenance margin, its
 open orders are cancelled and its positions closed, the one losing most first, each at its
 own market's price at that moment (the price, within its path then, at which the balance
-met the maintenance margin), until the balance is above the maintenance margin again.
+met the maintenance margin; where the market gapped past it, the market's price but never
+worse than the bankruptcy price), until the balance is above the maintenance margin again.
 """
 
 from __future__ import annotations
@@ -156,7 +157,14 @@ class Timeline:
         low, high = walk.extremes(worst.symbol, leaf, leaf + 1)
         marks = Marks(self.market, walk.at(leaf + 1), prices)
         price = self.margin.liquidation_price(book, worst.symbol, marks) or prices[worst.symbol]
-        return worst.symbol, min(max(price, low), high)
+        price = min(max(price, low), high)
+        # A market that gapped through the liquidation price closes the position no worse
+        # than its bankruptcy price (the account's margin balance, fee included, at zero):
+        # the insurance fund takes the rest, as on Binance.
+        bankruptcy = self.margin.bankruptcy_price(book, worst.symbol, marks, self.rules.taker_fee)
+        if bankruptcy is not None:
+            price = max(price, bankruptcy) if worst.quantity > 0 else min(price, bankruptcy)
+        return worst.symbol, price
 
     def _liquidate_account(self, book: PaperBook, walk: PathWalk, leaf: int) -> None:
         """The account's open orders are cancelled, then its positions closed, the worst

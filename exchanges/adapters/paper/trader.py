@@ -210,9 +210,7 @@ class PaperTrader(BaseTrader):
         def call() -> list[OrderResult]:
             with self._book() as (book, _now):
                 # A liquidation order is filled the moment it is made: its last update is its close.
-                found = [o for o in book.orders.values()
-                         if o.liquidation and not o.is_open and (since is None or o.updated_at >= since)]
-                return [self._result(book, o) for o in sorted(found, key=lambda o: (o.updated_at, o.order_id))]
+                return [self._result(book, o) for o in book.closed_since(since, liquidation=True)]
         return self._read(call)
 
     def _result(self, book: PaperBook, order: PaperOrder) -> OrderResult:

@@ -31,6 +31,7 @@ from tests.exchanges.paper.support import (
     make_trader,
     wallet,
 )
+from tests.fakes.markets import FixedMarket
 
 SOL = "SOL/USDT"
 TICK = D("0.01")
@@ -184,3 +185,27 @@ def test_a_liquidation_waits_for_the_moment_the_account_falls_short(trader, mark
     # the position that lost more is closed first, at its own price then
     assert first.symbol == ETH
     assert abs(first.fills[0].price - eth) <= D("25")
+
+
+def test_a_market_that_gaps_through_the_liquidation_closes_no_worse_than_bankruptcy(clock):
+    """ETH is quoted at 3000, then at 4000 (no price between: a gap, as after a halt): the
+    short's margin is gone before any price near its liquidation price trades. The account
+    loses its balance, not more (the insurance fund takes the rest, as on Binance), and the
+    ledger adds up."""
+    market = FixedMarket({ETH: "3000", BTC: "60000"})
+    trader = make_trader(market, clock)
+    trader.open_short(ETH, D("20"), client_order_id="e", leverage=20)
+    entry = taker_sell(D("3000"))
+    w = D("10000") - fee(D("20"), entry)
+    market.set(ETH, "4000")
+    clock.advance(60)
+    assert trader.get_positions() == []
+    book = trader.store.load(trader.account_ref)
+    [liq] = [o for o in book.orders.values() if o.liquidation]
+    price = liq.fills[0].price
+    # W + 20 (Ee - P) - 20 P taker = 0 at the bankruptcy price
+    bankruptcy = (20 * entry + w) / (20 + 20 * TAKER)
+    assert D("3000") < price <= bankruptcy < D("4000") and bankruptcy - price < TICK
+    balance = wallet(trader)
+    assert D(0) <= balance < D("0.5")
+    assert balance == D("10000") + book.realized_pnl_total - book.fees_total

@@ -12,10 +12,32 @@ SYMBOL = "BTC/USDT"
 QTY = Decimal("0.001")
 
 
+class _LiveHistory:
+    """The closed orders of a LiveBookStore account, indexed by order id and client order id."""
+
+    def __init__(self) -> None:
+        self.by_id: dict = {}
+        self.by_cid: dict = {}
+
+    def keep(self, order) -> None:
+        self.by_id[order.order_id] = order
+        self.by_cid[order.client_order_id] = order
+
+    def find(self, *, order_ids=(), client_order_ids=()):
+        found = {id(o): o for o in (*(self.by_id.get(i) for i in order_ids),
+                                     *(self.by_cid.get(c) for c in client_order_ids)) if o is not None}
+        return list(found.values())
+
+    def closed_since(self, since, *, liquidation=None):
+        return [o for o in self.by_id.values() if (since is None or o.updated_at >= since)
+                and (liquidation is None or o.liquidation == liquidation)]
+
+
 class LiveBookStore:
     """No persistence at all: the live PaperBook object is handed out again (no copy, no
-    serialisation). Not safe for real use (a failed block is not rolled back); it shows the
-    engine's own cost, the floor under both real stores."""
+    serialisation), its closed orders moved to an in-memory index after each block, as
+    the real stores keep them apart. Not safe for real use (a failed block is not rolled
+    back); it shows the engine's own cost, the floor under both real stores."""
 
     def __init__(self) -> None:
         self._books: dict = {}
@@ -32,15 +54,28 @@ class LiveBookStore:
                 book = self._books.get(account_ref)
                 if book is None:
                     book = self._books[account_ref] = PaperBook.new(account_ref, Decimal(starting_balance))
+                    book.history = _LiveHistory()
                 yield book
+                for order in [o for o in book.orders.values() if not o.is_open]:
+                    book.history.keep(book.orders.pop(order.order_id))
+                book.loaded = {}
 
         return cm()
 
     def load(self, account_ref):
-        return self._books.get(account_ref)
+        from exchanges.adapters.paper import PaperBook
+
+        book = self._books.get(account_ref)
+        if book is None:
+            return None
+        whole = PaperBook.from_dict(book.state_dict(), orders=[])
+        whole.orders = {**book.history.by_id, **book.orders}
+        return whole
 
     def delete(self, account_ref):
         self._books.pop(account_ref, None)
+
+
 STORES = ("engine", "memory", "django")
 
 
@@ -95,10 +130,12 @@ def prefill_book(account, store: str, trader, history: int, tag: str) -> int:
     place_alternating(engine_trader, history, f"pre-{tag}")
     doc = engine_trader.store.load(engine_trader.account_ref).to_dict()
     if store == "engine":
-        trader.store._books[trader.account_ref] = engine_trader.store.load(engine_trader.account_ref)
+        trader.store._books[trader.account_ref] = engine_trader.store._books[engine_trader.account_ref]
     elif store == "memory":
         trader.store._docs[trader.account_ref] = doc
     else:
         trader.get_balance()  # creates the row
         PaperAccountState.objects.filter(account_ref=trader.account_ref).update(book=doc)
+    if store != "engine":
+        trader.get_balance()  # the store moves the seeded orders into records before the measurement
     return len(json.dumps(doc))

@@ -222,6 +222,8 @@ class Account:
         """Margin an order asks for: its opening part at ``price`` / leverage, plus its fee."""
         rate = self.venue.maker if maker else self.venue.taker
         opening = self.opening_quantity(symbol, side, quantity)
+        if opening == 0:  # an order that only reduces is never refused for margin
+            return -INF
         return opening * price / self.leverage[symbol] + quantity * price * rate
 
     def market(self, cid: str, symbol: str, side: str, quantity: Decimal) -> Order:
@@ -269,7 +271,7 @@ class Account:
         else:
             closed = min(abs(pos.quantity), quantity)
             s = 1 if pos.quantity > 0 else -1
-            realized = closed * (price - pos.entry) * s
+            realized = money(closed * (price - pos.entry) * s)  # booked to 8 places, as fees
             new = pos.quantity + signed
             if new == 0:
                 del self.positions[symbol]

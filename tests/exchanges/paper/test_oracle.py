@@ -247,9 +247,29 @@ class PaperOracle(RuleBasedStateMachine):
 
 
 PaperOracle.TestCase.settings = settings(
-    max_examples=40, stateful_step_count=25, deadline=None, database=None,
+    max_examples=int(os.environ.get("ORACLE_EXAMPLES", 40)), stateful_step_count=25, deadline=None, database=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target] if os.environ.get("ORACLE_NO_SHRINK")
     else list(Phase),
     suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
 )
 test_paper_oracle = PaperOracle.TestCase
+
+
+class LiquidationOracle(PaperOracle):
+    """The same comparison at 20x with positions near the account's limit, so that moves
+    reach liquidation prices."""
+
+    @initialize(lev=st.just({s: 20 for s in PRICES}))
+    def setup(self, lev):
+        super().setup(lev)
+
+    @rule(symbol=SYMBOLS, side=SIDES, frac=st.integers(30, 95))
+    def big_market_order(self, symbol, side, frac):
+        notional = int(self.ref.available() * 20 * frac / 100) if self.ref.available() > 0 else 0
+        assume(notional >= 6)
+        self.market_order(symbol, side, notional)
+
+
+LiquidationOracle.TestCase.settings = settings(PaperOracle.TestCase.settings,
+                                              max_examples=int(os.environ.get("ORACLE_EXAMPLES", 60)))
+test_liquidation_oracle = LiquidationOracle.TestCase

@@ -121,6 +121,8 @@ class Order:
     status: str = "NEW"
     reserve: Decimal = ZERO  # opening quantity of a resting limit
     fills: list[Fill] = field(default_factory=list)
+    parent: str | None = None  # an attached stop-loss / take-profit: held until it fills
+    children: list[str] = field(default_factory=list)
 
     @property
     def is_open(self) -> bool:
@@ -235,14 +237,35 @@ class Account:
         self.fill(order, price, quantity, maker=False)
         return order
 
-    def limit(self, cid: str, symbol: str, side: str, quantity: Decimal, price: Decimal) -> Order:
-        """A resting (non-marketable) limit: reserves margin for its opening part."""
-        if self.required(symbol, side, quantity, price, True) > self.available():
+    def limit(self, cid: str, symbol: str, side: str, quantity: Decimal, price: Decimal, *,
+              stop_loss: Decimal | None = None, take_profit: Decimal | None = None) -> Order:
+        """A limit: marketable (buy at or above the price, sell at or below) it fills as a
+        market order, never worse than its limit; otherwise it rests and reserves margin for
+        its opening part. Attached stop-loss / take-profit orders wait for it to fill."""
+        mark = self.prices[symbol]
+        marketable = price >= mark if side == "BUY" else price <= mark
+        if marketable:
+            slipped = self.venue.slipped(mark, side)
+            fill_price = min(slipped, price) if side == "BUY" else max(slipped, price)
+            if self.required(symbol, side, quantity, fill_price, False) > self.available():
+                raise Refused(cid)
+        elif self.required(symbol, side, quantity, price, True) > self.available():
             raise Refused(cid)
         order = Order(cid, symbol, side, "LIMIT", quantity, price=price,
-                      reserve=self.opening_quantity(symbol, side, quantity))
+                      reserve=ZERO if marketable else self.opening_quantity(symbol, side, quantity))
         self.orders[cid] = order
+        close = "SELL" if side == "BUY" else "BUY"
+        for suffix, kind, level in (("-sl", "STOP_MARKET", stop_loss), ("-tp", "TAKE_PROFIT_MARKET", take_profit)):
+            if level is not None:
+                child = self.trigger_order(cid + suffix, symbol, close, kind, quantity, level)
+                child.parent = cid
+                order.children.append(child.cid)
+        if marketable:
+            self.fill(order, fill_price, quantity, maker=False)
         return order
+
+    def live(self, order: Order) -> bool:
+        return order.is_open and (order.parent is None or self.orders[order.parent].status == "FILLED")
 
     def trigger_order(self, cid: str, symbol: str, side: str, order_type: str, quantity: Decimal,
                       stop: Decimal) -> Order:
@@ -251,7 +274,12 @@ class Account:
         return order
 
     def cancel(self, cid: str) -> None:
-        self.orders[cid].status = "CANCELLED"
+        """Cancelling an order cancels its held attached orders too."""
+        order = self.orders[cid]
+        order.status = "CANCELLED"
+        for child in order.children:
+            if self.orders[child].is_open:
+                self.orders[child].status = "CANCELLED"
 
     # -- fills --------------------------------------------------------------------------
     def fill(self, order: Order, price: Decimal, quantity: Decimal, *, maker: bool,
@@ -296,7 +324,7 @@ class Account:
         """Reduce-only orders that can no longer reduce the position expire."""
         pos = self.qty(symbol)
         for o in self.orders.values():
-            if o.is_open and o.reduce_only and o.symbol == symbol:
+            if self.live(o) and o.reduce_only and o.symbol == symbol:
                 reduces = pos != 0 and ((pos > 0) == (o.side == "SELL"))
                 if not reduces:
                     o.status = "EXPIRED"
@@ -348,7 +376,7 @@ class Account:
             return t0 + (level - p0) / (p1 - p0) * n
 
         for o in self.orders.values():
-            if o.is_open and o.symbol == symbol:
+            if self.live(o) and o.symbol == symbol:
                 level, direction = o.trigger()
                 t = crossing(level, direction)
                 if t is not None:

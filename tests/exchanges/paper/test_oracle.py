@@ -65,6 +65,26 @@ def test_reference_liquidates_at_the_lp_and_cancels_orders():
     assert acct.orders["b"].status == "CANCELLED"
 
 
+# --------------------------------------------------------------------------- found mismatches
+@pytest.mark.xfail(strict=True, reason="engine bug: a buy limit above the market but below market + slippage "
+                   "rests, then fills on the next sync as MAKER at its limit (documented: a marketable limit "
+                   "fills at once like a market order, taker, never worse than its limit)")
+def test_limit_inside_the_slippage_fills_at_once_as_taker():
+    clock = Clock()
+    market = ScriptedMarket(clock, BTC="60000")
+    trader = make_trader(market, clock)
+    result = trader.place_order(OrderRequest(
+        symbol="BTC/USDT", side=OrderSide.BUY, position_side=PositionSide.LONG, order_type=OrderType.LIMIT,
+        quantity=D("0.01"), price=D("60006"), client_order_id="x"))  # market 60000, market + 2 bps 60012
+    acct = ref.Account(ref.Venue(), {"BTC/USDT": 1}, {"BTC/USDT": D("60000")})
+    expected = acct.limit("x", "BTC/USDT", "BUY", D("0.01"), D("60006"))
+    assert expected.status == "FILLED" and expected.fills[0].price == D("60006") and not expected.fills[0].maker
+    clock.advance(5)
+    order = trader.store.load(trader.account_ref).find_order(client_order_id="x")
+    assert result.status == "FILLED", "rested instead of filling"
+    assert [(f.price, f.maker, f.fee) for f in order.fills] == [(D("60006"), False, D("0.30003000"))]
+
+
 # --------------------------------------------------------------------------- the state machine
 PRICES = {"BTC/USDT": D("60000"), "ETH/USDT": D("3000"), "SOL/USDT": D("150")}
 SYMBOLS = st.sampled_from(sorted(PRICES))
@@ -146,6 +166,47 @@ class PaperOracle(RuleBasedStateMachine):
                                quantity=qty, price=price, client_order_id=cid)
         self._submit(cid, request, lambda a: a.limit(cid, symbol, side, qty, price))
 
+    @rule(symbol=SYMBOLS, side=SIDES, notional=st.integers(6, 60000), bps=st.integers(-6, 30))
+    def marketable_limit(self, symbol, side, notional, bps):
+        """A limit at or through the market (bps beyond it; below 2 the limit bounds the fill)."""
+        mark = self.ref.prices[symbol]
+        off = D(bps) / D(10000)
+        price = ref.tick(mark * (1 + off) if side == "BUY" else mark * (1 - off))
+        slipped = self.ref.venue.slipped(mark, side)
+        # a limit between the market and the slipped price: see test_limit_inside_the_slippage_*
+        assume(price >= slipped if side == "BUY" else price <= slipped)
+        qty = _qty(notional, price)
+        assume(qty * price >= 5)
+        fill = min(self.ref.venue.slipped(mark, side), price) if side == "BUY" else \
+            max(self.ref.venue.slipped(mark, side), price)
+        self._clear(self.ref, symbol, side, qty, fill, False)
+        cid = self._cid("mlim")
+        request = OrderRequest(symbol=symbol, side=OrderSide(side), order_type=OrderType.LIMIT,
+                               position_side=PositionSide.LONG if side == "BUY" else PositionSide.SHORT,
+                               quantity=qty, price=price, client_order_id=cid)
+        self._submit(cid, request, lambda a: a.limit(cid, symbol, side, qty, price))
+
+    @rule(symbol=SYMBOLS, side=SIDES, notional=st.integers(6, 60000), bps=st.integers(20, 500),
+          sl=st.integers(20, 500), tp=st.integers(20, 500))
+    def limit_with_protection(self, symbol, side, notional, bps, sl, tp):
+        """A resting opening limit with an attached stop-loss and take-profit."""
+        pos = self.ref.qty(symbol)
+        assume(pos == 0 or (pos > 0) == (side == "BUY"))
+        mark = self.ref.prices[symbol]
+        sign = -1 if side == "BUY" else 1
+        price = ref.tick(mark * (1 + sign * D(bps) / D(10000)))
+        stop = ref.tick(price * (1 + sign * D(sl) / D(10000)))
+        take = ref.tick(price * (1 - sign * D(tp) / D(10000)))
+        qty = _qty(notional, price)
+        assume(qty * price >= 5 and qty * stop >= 5 and qty * take >= 5)
+        self._clear(self.ref, symbol, side, qty, price, True)
+        cid = self._cid("plim")
+        request = OrderRequest(symbol=symbol, side=OrderSide(side), order_type=OrderType.LIMIT,
+                               position_side=PositionSide.LONG if side == "BUY" else PositionSide.SHORT,
+                               quantity=qty, price=price, client_order_id=cid, stop_loss=stop, take_profit=take)
+        self._submit(cid, request, lambda a: a.limit(cid, symbol, side, qty, price,
+                                                     stop_loss=stop, take_profit=take))
+
     @precondition(lambda self: bool(self.ref.positions))
     @rule(data=st.data(), kind=st.sampled_from(["STOP_MARKET", "TAKE_PROFIT_MARKET"]),
           bps=st.integers(20, 800), frac=st.sampled_from([D("0.3"), D("1"), D("1.5")]))
@@ -166,10 +227,11 @@ class PaperOracle(RuleBasedStateMachine):
         self.trader.place_order(request)
         self.ref.trigger_order(cid, symbol, side, kind, qty, stop)
 
-    @precondition(lambda self: any(o.is_open for o in self.ref.orders.values()))
+    @precondition(lambda self: any(o.is_open and o.parent is None for o in self.ref.orders.values()))
     @rule(data=st.data())
     def cancel(self, data):
-        cid = data.draw(st.sampled_from(sorted(c for c, o in self.ref.orders.items() if o.is_open)))
+        cid = data.draw(st.sampled_from(sorted(c for c, o in self.ref.orders.items()
+                                               if o.is_open and o.parent is None)))
         self.trader.cancel_order(self.ref.orders[cid].symbol, client_order_id=cid)
         self.ref.cancel(cid)
 

@@ -335,3 +335,31 @@ class LiquidationOracle(PaperOracle):
 LiquidationOracle.TestCase.settings = settings(PaperOracle.TestCase.settings,
                                               max_examples=int(os.environ.get("ORACLE_EXAMPLES", 60)))
 test_liquidation_oracle = LiquidationOracle.TestCase
+
+
+def test_two_liquidations_the_non_moving_loser_first():
+    """ETH long losing 6 %, BTC long falling: at the moment the account meets its maintenance
+    margin ETH (not the moving BTC) loses most and is closed first at its LP; BTC later."""
+    clock = Clock()
+    market = ScriptedMarket(clock, BTC="60000", ETH="3000")
+    trader = make_trader(market, clock)
+    acct = ref.Account(ref.Venue(), {"BTC/USDT": 20, "ETH/USDT": 20},
+                       {"BTC/USDT": D("60000"), "ETH/USDT": D("3000")})
+    for symbol in ("BTC/USDT", "ETH/USDT"):
+        trader.set_leverage(symbol, 20)
+    for symbol, qty in (("BTC/USDT", D("0.333333")), ("ETH/USDT", D("33.333333"))):
+        trader.place_order(OrderRequest(symbol=symbol, side=OrderSide.BUY, position_side=PositionSide.LONG,
+                                        order_type=OrderType.MARKET, quantity=qty, client_order_id=symbol))
+        acct.market(symbol, symbol, "BUY", qty)
+    for symbol, start, end, seconds in (("ETH/USDT", "3000", "2820", 20), ("BTC/USDT", "60000", "54000", 20),
+                                        ("BTC/USDT", "54000", "45900", 40)):
+        market.set(symbol, start, after=0)
+        market.set(symbol, end, after=seconds)
+        clock.advance(seconds)
+        trader.get_balance()
+        acct.move(symbol, D(end), seconds)
+    book = trader.store.load(trader.account_ref)
+    got = [(f.symbol, f.price, f.fee, f.realized_pnl, f.liquidation) for f in book.fills]
+    assert got == [(f.symbol, f.price, f.fee, f.realized_pnl, f.liquidation) for f in acct.fills]
+    assert [f.symbol for f in acct.fills if f.liquidation] == ["ETH/USDT", "BTC/USDT"]
+    assert book.wallet_balance == acct.wallet == D("72.95583621")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from decimal import ROUND_DOWN
 from decimal import Decimal as D
 
 import pytest
@@ -90,12 +89,12 @@ PRICES = {"BTC/USDT": D("60000"), "ETH/USDT": D("3000"), "SOL/USDT": D("150")}
 SYMBOLS = st.sampled_from(sorted(PRICES))
 SIDES = st.sampled_from(["BUY", "SELL"])
 GAP = D(2)  # events closer than this (seconds) are ambiguous at one-second leaves
-MARGIN_SLACK = D("0.5")
-AGG = D("0.0000001")  # aggregates: each of a few terms rounded to 1e-8  # order margin checks this close to the line are not compared
+MARGIN_SLACK = D("0.5")  # order margin checks this close to the line are not compared
+AGG = D("0.0000001")  # aggregates: sums of a few terms each rounded to 1e-8
 
 
 def _qty(notional: int, price: D) -> D:
-    return (D(notional) / price).quantize(D("0.000001"), rounding=ROUND_DOWN)
+    return (D(notional) / price).quantize(D("0.000001"), rounding="ROUND_DOWN")
 
 
 class PaperOracle(RuleBasedStateMachine):
@@ -218,7 +217,7 @@ class PaperOracle(RuleBasedStateMachine):
         off = D(bps) / D(10000)
         below = (kind == "STOP_MARKET") == (pos > 0)
         stop = ref.tick(mark * (1 - off) if below else mark * (1 + off))
-        qty = (abs(pos) * frac).quantize(D("0.000001"), rounding=ROUND_DOWN)
+        qty = (abs(pos) * frac).quantize(D("0.000001"), rounding="ROUND_DOWN")
         assume(qty * stop >= 5)
         cid = self._cid("sl" if kind == "STOP_MARKET" else "tp")
         request = OrderRequest(symbol=symbol, side=OrderSide(side), order_type=OrderType(kind),

@@ -5,9 +5,10 @@ account's margin figures ``margin.Margin``.
 
 Conventions (as on Binance USD-M, simplified):
 
-- market orders fill at mark +/- ``slippage_bps`` and pay the taker fee; a marketable
-  limit fills the same way (never worse than its limit), a resting limit fills at its
-  price as maker when the price path reaches it;
+- market orders fill at mark +/- ``slippage_bps`` and pay the taker fee; a limit priced at
+  or through the mark is marketable and fills the same way, never worse than its limit
+  (a buy at min(limit, mark + slippage)); a resting limit fills at its price as maker
+  when the price path reaches it;
 - STOP_MARKET / TAKE_PROFIT_MARKET fill at their trigger +/- slippage as taker;
 - reduce-only orders never increase or flip a position: refused when they would, clipped
   to the position when larger, expired when the position they protect is gone;
@@ -222,8 +223,12 @@ class PaperEngine(Timeline):
         if order_type == OrderType.MARKET:
             immediate = taker_price
         elif order_type == OrderType.LIMIT:
-            marketable = taker_price <= limit_price if side == OrderSide.BUY else taker_price >= limit_price
-            immediate = taker_price if marketable else None
+            # Priced at or through the last trade, it crosses the book and takes liquidity: as a
+            # market order, but never worse than its limit.
+            if side == OrderSide.BUY:
+                immediate = min(taker_price, limit_price) if limit_price >= mark else None
+            else:
+                immediate = max(taker_price, limit_price) if limit_price <= mark else None
         elif self._triggered(order, mark, mark):
             raise self._reject(f"Order would immediately trigger: {order_type} {side} at {stop_price} "
                                f"with the mark at {mark}", "-2021")

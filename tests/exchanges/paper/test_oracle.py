@@ -65,9 +65,6 @@ def test_reference_liquidates_at_the_lp_and_cancels_orders():
 
 
 # --------------------------------------------------------------------------- found mismatches
-@pytest.mark.xfail(strict=True, reason="engine bug: a buy limit above the market but below market + slippage "
-                   "rests, then fills on the next sync as MAKER at its limit (documented: a marketable limit "
-                   "fills at once like a market order, taker, never worse than its limit)")
 def test_limit_inside_the_slippage_fills_at_once_as_taker():
     clock = Clock()
     market = ScriptedMarket(clock, BTC="60000")

@@ -109,11 +109,31 @@ class PaperOrderRecord(models.Model):
     class Meta:
         ordering = ["pk"]
         constraints = [models.UniqueConstraint(fields=["state", "order_id"], name="paper_order_id_per_book")]
+        # Partial indexes: "is_open" and "liquidation" are tested as bare booleans, which a
+        # column of a composite index cannot serve (SQLite then scans the book's records).
         indexes = [
             models.Index(fields=["state", "client_order_id"], name="paper_order_cid"),
-            models.Index(fields=["state", "is_open"], name="paper_order_open"),
-            models.Index(fields=["state", "liquidation", "updated_at"], name="paper_order_liquidation"),
+            models.Index(fields=["state"], condition=models.Q(is_open=True), name="paper_order_open"),
+            models.Index(fields=["state", "updated_at"], condition=models.Q(liquidation=True),
+                         name="paper_order_liquidation"),
         ]
 
     def __str__(self) -> str:
         return f"paper order {self.order_id} ({self.client_order_id})"
+
+
+class PaperFundingRecord(models.Model):
+    """One funding payment of a paper book (``PaperFunding.to_dict()`` in ``data``)."""
+
+    state = models.ForeignKey(PaperAccountState, on_delete=models.CASCADE, related_name="funding_records")
+    payment_id = models.CharField(max_length=32)
+    funding_time = models.DateTimeField()
+    data = models.JSONField()
+
+    class Meta:
+        ordering = ["funding_time", "pk"]
+        constraints = [models.UniqueConstraint(fields=["state", "payment_id"], name="paper_funding_id_per_book")]
+        indexes = [models.Index(fields=["state", "funding_time"], name="paper_funding_time")]
+
+    def __str__(self) -> str:
+        return f"paper funding {self.payment_id}"

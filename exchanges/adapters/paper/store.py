@@ -18,10 +18,8 @@ offset, so a JSON column round-trips it exactly.
 
 from __future__ import annotations
 
-import copy
-import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -79,6 +77,32 @@ class PaperFill:
             timestamp=_dt(d["timestamp"]),  # type: ignore[arg-type]
             maker=bool(d.get("maker")), liquidation=bool(d.get("liquidation")),
         )
+
+
+@dataclass
+class PaperFunding:
+    """One funding payment on one position: ``amount`` is what the account received
+    (negative: paid), = -quantity x mark x rate (longs pay shorts when the rate is positive)."""
+
+    payment_id: str
+    symbol: str
+    funding_time: datetime
+    rate: Decimal
+    mark_price: Decimal
+    quantity: Decimal  # signed, as the position was
+    amount: Decimal
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"payment_id": self.payment_id, "symbol": self.symbol, "funding_time": _ts(self.funding_time),
+                "rate": _s(self.rate), "mark_price": _s(self.mark_price), "quantity": _s(self.quantity),
+                "amount": _s(self.amount)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PaperFunding:
+        return cls(payment_id=d["payment_id"], symbol=d["symbol"],
+                   funding_time=_dt(d["funding_time"]),  # type: ignore[arg-type]
+                   rate=to_decimal(d["rate"], default=ZERO), mark_price=to_decimal(d["mark_price"], default=ZERO),
+                   quantity=to_decimal(d["quantity"], default=ZERO), amount=to_decimal(d["amount"], default=ZERO))
 
 
 @dataclass
@@ -172,6 +196,7 @@ class PaperPosition:
     position_id: str = ""
     realized_pnl: Decimal = ZERO  # over this position's life, fees excluded
     fees: Decimal = ZERO
+    funding: Decimal = ZERO  # received over this position's life (negative: paid)
 
     @property
     def side(self) -> str:
@@ -186,7 +211,7 @@ class PaperPosition:
             "symbol": self.symbol, "quantity": _s(self.quantity),
             "entry_price": _s(self.entry_price), "opened_at": _ts(self.opened_at),
             "updated_at": _ts(self.updated_at), "position_id": self.position_id,
-            "realized_pnl": _s(self.realized_pnl), "fees": _s(self.fees),
+            "realized_pnl": _s(self.realized_pnl), "fees": _s(self.fees), "funding": _s(self.funding),
         }
 
     @classmethod
@@ -196,7 +221,7 @@ class PaperPosition:
             entry_price=to_decimal(d["entry_price"], default=ZERO),
             opened_at=_dt(d["opened_at"]), updated_at=_dt(d["updated_at"]),  # type: ignore[arg-type]
             position_id=d.get("position_id") or "", realized_pnl=to_decimal(d.get("realized_pnl"), default=ZERO),
-            fees=to_decimal(d.get("fees"), default=ZERO),
+            fees=to_decimal(d.get("fees"), default=ZERO), funding=to_decimal(d.get("funding"), default=ZERO),
         )
 
 
@@ -216,10 +241,13 @@ class PaperBook:
     sequence: int = 0  # source of order, trade and position ids
     realized_pnl_total: Decimal = ZERO
     fees_total: Decimal = ZERO
+    funding_total: Decimal = ZERO  # received (negative: paid)
     liquidations: int = 0
     created_at: datetime | None = None
     # Where the orders not in hand are (the store's records); None: ``orders`` is all.
     history: OrderHistory | None = field(default=None, repr=False, compare=False)
+    # Funding payments made in this block (the store writes them as records; not in the state).
+    funding: list[PaperFunding] = field(default_factory=list, repr=False, compare=False)
     # Each order as it was loaded, to write back only what changed (not saved).
     loaded: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -289,6 +317,13 @@ class PaperBook:
                        and (liquidation is None or o.liquidation == liquidation)),
                       key=lambda o: (o.updated_at, o.order_id))
 
+    def funding_since(self, since: datetime | None) -> list[PaperFunding]:
+        """Funding payments at or after ``since``, oldest first."""
+        kept = self.history.funding_since(since) if self.history is not None else []
+        seen = {f.payment_id for f in kept}
+        fresh = [f for f in self.funding if f.payment_id not in seen and (since is None or f.funding_time >= since)]
+        return sorted([*kept, *fresh], key=lambda f: (f.funding_time, f.payment_id))
+
     def changes(self) -> tuple[list[PaperOrder], list[PaperOrder]]:
         """(new, changed) orders since the block loaded the book."""
         new: list[PaperOrder] = []
@@ -319,6 +354,7 @@ class PaperBook:
             "sequence": self.sequence,
             "realized_pnl_total": _s(self.realized_pnl_total),
             "fees_total": _s(self.fees_total),
+            "funding_total": _s(self.funding_total),
             "liquidations": self.liquidations,
             "created_at": _ts(self.created_at),
         }
@@ -345,6 +381,7 @@ class PaperBook:
             sequence=int(d.get("sequence") or 0),
             realized_pnl_total=to_decimal(d.get("realized_pnl_total"), default=ZERO),
             fees_total=to_decimal(d.get("fees_total"), default=ZERO),
+            funding_total=to_decimal(d.get("funding_total"), default=ZERO),
             liquidations=int(d.get("liquidations") or 0),
             created_at=_dt(d.get("created_at")),
             history=history,
@@ -358,6 +395,7 @@ class OrderHistory(Protocol):
 
     def find(self, *, order_ids: Sequence[str] = (), client_order_ids: Sequence[str] = ()) -> list[PaperOrder]: ...
     def closed_since(self, since: datetime | None, *, liquidation: bool | None = None) -> list[PaperOrder]: ...
+    def funding_since(self, since: datetime | None) -> list[PaperFunding]: ...
 
 
 def split_legacy(doc: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -383,77 +421,3 @@ class PaperStore(Protocol):
     def delete(self, account_ref: str) -> None:
         """Forget the account's book (a reset starts from the starting balance again)."""
         ...
-
-
-class _MemoryHistory:
-    def __init__(self, records: dict[str, dict[str, Any]]) -> None:
-        self.records = records
-
-    def find(self, *, order_ids: Sequence[str] = (), client_order_ids: Sequence[str] = ()) -> list[PaperOrder]:
-        ids, cids = set(order_ids), set(client_order_ids)
-        return [PaperOrder.from_dict(copy.deepcopy(r)) for r in self.records.values()
-                if r["order_id"] in ids or r["client_order_id"] in cids]
-
-    def closed_since(self, since: datetime | None, *, liquidation: bool | None = None) -> list[PaperOrder]:
-        found = (PaperOrder.from_dict(copy.deepcopy(r)) for r in self.records.values())
-        return [o for o in found if not o.is_open and (since is None or o.updated_at >= since)
-                and (liquidation is None or o.liquidation == liquidation)]
-
-
-class MemoryPaperStore:
-    """Process-local store: per account, a JSON-shaped copy of the state, one of each order
-    (by order id), and a lock.
-
-    Keeping the serialised form (not the live object) makes a failed block roll back
-    and catches anything that would not survive the database round trip; keeping orders
-    apart from the state makes a block load what the database store loads.
-    """
-
-    def __init__(self) -> None:
-        self._docs: dict[str, dict[str, Any]] = {}
-        self._orders: dict[str, dict[str, dict[str, Any]]] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
-
-    def _lock(self, account_ref: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(account_ref, threading.Lock())
-
-    def _records(self, account_ref: str) -> dict[str, dict[str, Any]]:
-        doc = self._docs.get(account_ref)
-        records = self._orders.setdefault(account_ref, {})
-        if doc is not None and "orders" in doc:  # a document of format 1 (or seeded whole)
-            state, rows = split_legacy(doc)
-            self._docs[account_ref] = state
-            records.update({r["order_id"]: r for r in rows})
-        return records
-
-    @contextmanager
-    def book(self, account_ref: str, *, starting_balance: Decimal) -> Iterator[PaperBook]:
-        with self._lock(account_ref):
-            records = self._records(account_ref)
-            doc = self._docs.get(account_ref)
-            if doc:
-                open_rows = [copy.deepcopy(r) for r in records.values() if r["status"] in VENUE_OPEN_STATUSES]
-                book = PaperBook.from_dict(copy.deepcopy(doc), orders=open_rows, history=_MemoryHistory(records))
-            else:
-                book = PaperBook.new(account_ref, Decimal(starting_balance))
-                book.history = _MemoryHistory(records)
-            yield book
-            new, changed = book.changes()
-            for order in (*new, *changed):
-                records[order.order_id] = order.to_dict()
-            self._docs[account_ref] = book.state_dict()
-
-    def load(self, account_ref: str) -> PaperBook | None:
-        with self._lock(account_ref):
-            records = self._records(account_ref)
-            doc = self._docs.get(account_ref)
-            if not doc:
-                return None
-            return PaperBook.from_dict(copy.deepcopy(doc), orders=[copy.deepcopy(r) for r in records.values()])
-
-    def delete(self, account_ref: str) -> None:
-        with self._lock(account_ref):
-            self._docs.pop(account_ref, None)
-            self._orders.pop(account_ref, None)

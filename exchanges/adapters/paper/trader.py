@@ -37,6 +37,7 @@ from exchanges.adapters.base import (
     BaseTrader,
     Candle,
     FillInfo,
+    FundingPayment,
     MarginMode,
     OrderRequest,
     OrderResult,
@@ -59,9 +60,14 @@ from exchanges.adapters.errors import (
 )
 from exchanges.adapters.paper.engine import PaperEngine
 from exchanges.adapters.paper.margin import Marks, PositionView
-from exchanges.adapters.paper.market import CcxtPublicMarket, PriceSource, SimulatedMarket
+from exchanges.adapters.paper.market import (
+    CcxtPublicMarket,
+    PriceSource,
+    SimulatedMarket,
+)
+from exchanges.adapters.paper.memory import MemoryPaperStore
 from exchanges.adapters.paper.rules import PaperRules, money
-from exchanges.adapters.paper.store import MemoryPaperStore, PaperBook, PaperOrder, PaperStore
+from exchanges.adapters.paper.store import PaperBook, PaperOrder, PaperStore
 from exchanges.adapters.resilience import AdapterRuntime, Guard
 
 _PROCESS_STORE = MemoryPaperStore()
@@ -213,6 +219,14 @@ class PaperTrader(BaseTrader):
                 return [self._result(book, o) for o in book.closed_since(since, liquidation=True)]
         return self._read(call)
 
+    def get_funding_payments(self, since: datetime | None = None) -> list[FundingPayment]:
+        def call() -> list[FundingPayment]:
+            with self._book() as (book, _now):
+                return [FundingPayment(payment_id=f.payment_id, symbol=self.denormalize_symbol(f.symbol),
+                                       funding_time=f.funding_time, rate=f.rate, mark_price=f.mark_price,
+                                       quantity=f.quantity, amount=f.amount) for f in book.funding_since(since)]
+        return self._read(call)
+
     def _result(self, book: PaperBook, order: PaperOrder) -> OrderResult:
         attached = tuple(self._result(book, child) for child in book.orders_by_id(order.attached_ids))
         raw = {
@@ -243,8 +257,9 @@ class PaperTrader(BaseTrader):
         def call() -> tuple[Any, ...]:
             with self._book() as (book, now):
                 view = self.engine.account(book, Marks(self.market, now))
-                return view, now, book.starting_balance, book.realized_pnl_total, book.fees_total
-        view, now, starting, realized, fees = self._read(call)
+                return (view, now, book.starting_balance, book.realized_pnl_total, book.fees_total,
+                        book.funding_total)
+        view, now, starting, realized, fees, funding = self._read(call)
         return Balance(
             total_balance=view.wallet_balance,
             available_balance=max(view.available, ZERO),
@@ -262,6 +277,7 @@ class PaperTrader(BaseTrader):
                 "order_margin": format(view.order_margin, "f"),
                 "realized_pnl_total": format(realized, "f"),
                 "fees_total": format(fees, "f"),
+                "funding_total": format(funding, "f"),
             },
         )
 
@@ -289,6 +305,7 @@ class PaperTrader(BaseTrader):
                 "maintenance_margin": format(view.maintenance_margin, "f"),
                 "realized_pnl": format(money(p.realized_pnl), "f"),
                 "fees": format(money(p.fees), "f"),
+                "funding": format(money(p.funding), "f"),
                 "opened_at": p.opened_at.isoformat(),
             },
         )

@@ -6,6 +6,10 @@
     alternate (open a long, close it) so margin never runs out. The book keeps up to
     ``history_limit`` closed orders and fills, so it grows as an account trades: the rate
     is reported for a fresh book and again once the history is full.
+(c) Sync cost: ``PaperEngine.sync`` over an untouched span of one-second steps (a minute, an
+    hour, a day) on the simulated market, for 1 and 3 symbols each with a position and two
+    resting limits: quiet (no level reached) and busy (limits that fill during the span);
+    ms per symbol, and the ratio to the one-minute sync in the same run.
 (b) Market-data latency: N reads of candles(1m, 50) and of the ticker, straight from the
     trader (no cache) and through ``exchanges.market_data`` (the shared Redis cache, warm),
     median and p99; then the cold case: K threads asking for the same missing key at once,
@@ -47,7 +51,7 @@ def parse():
     p.add_argument("--reads", type=int, default=None, help="market-data reads per kind (default 2000, quick 300)")
     p.add_argument("--threads", type=str, default="8,32", help="cold single-flight: thread counts")
     only = p.add_argument_group("selection")
-    only.add_argument("--only", choices=["orders", "market-data"], default=None)
+    only.add_argument("--only", choices=["orders", "market-data", "sync"], default=None)
     return p.parse_args()
 
 
@@ -133,6 +137,56 @@ def serialisation_cost(trader, n: int = 20) -> dict:
     out["order records of the account"] = PaperOrderRecord.objects.filter(state=row).count()
     out["open orders read by a call"] = len(open_rows)
     return out
+
+
+# --------------------------------------------------------------------------- (c) sync
+def bench_sync(b: Bench, repeats: int) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from exchanges.adapters.paper import PaperEngine, PaperRules, SimulatedMarket
+    from exchanges.adapters.paper.store import PaperBook, PaperOrder, PaperPosition
+
+    config = {"BTC/USDT": {"start_price": 65000, "annual_volatility": 0.6},
+              "ETH/USDT": {"start_price": 3200, "annual_volatility": 0.75},
+              "SOL/USDT": {"start_price": 150, "annual_volatility": 0.9}}
+    market = SimulatedMarket(20251118, config, epoch=datetime(2026, 11, 1, tzinfo=UTC))
+    engine = PaperEngine(PaperRules(), market)
+
+    def book_at(start: datetime, n: int, busy: bool) -> PaperBook:
+        book = PaperBook.new("bench", Decimal("10000000"), now=start)
+        for k, symbol in enumerate(list(config)[:n]):
+            price = market.price(symbol, start)
+            qty = (Decimal(1000) / price).quantize(Decimal("0.000001"))
+            book.positions[symbol] = PaperPosition(symbol, qty, price, start, start, position_id=f"p{k}")
+            away = Decimal("0.003") if busy else Decimal("0.3")
+            for side, level in (("BUY", price * (1 - away)), ("SELL", price * (1 + away))):
+                oid = book.next_id("")
+                book.orders[oid] = PaperOrder(oid, f"c{oid}", symbol, side, "LIMIT", qty, "NEW", start, start,
+                                              price=level.quantize(Decimal("0.01")), reserve_quantity=qty)
+        book.last_sync = start
+        return book
+
+    spans = {"1 minute": 60, "1 hour": 3600, "1 day": 86400}
+    rows, results = [], {}
+    for busy in (False, True):
+        for n in (1, 3):
+            per = {}
+            for name, seconds in spans.items():
+                times = []
+                for r in range(repeats):
+                    start = datetime(2026, 11, 20, tzinfo=UTC) + timedelta(days=3 * r + 40 * busy + 10 * n)
+                    book = book_at(start, n, busy)
+                    t0 = time.perf_counter()
+                    engine.sync(book, start + timedelta(seconds=seconds))
+                    times.append((time.perf_counter() - t0) * 1000 / n)
+                per[name] = median_of(times)
+            results[f"{'busy' if busy else 'quiet'}-{n}"] = per
+            rows.append(["busy" if busy else "quiet", n, *(per[k] for k in spans),
+                         ratio(per["1 day"], per["1 minute"])])
+    print_table(f"(c) PaperEngine.sync over an untouched span, ms per symbol (median of {repeats}; cold price "
+                "caches: each run starts on another day)",
+                ["orders", "symbols", *spans, "day / minute"], rows)
+    b.results["sync"] = results
 
 
 # --------------------------------------------------------------------------- (b) market data
@@ -302,6 +356,8 @@ def main() -> None:
             bench_orders(b, histories, window, repeats)
         if args.only in (None, "market-data"):
             bench_market_data(b, reads, threads, repeats)
+        if args.only in (None, "sync"):
+            bench_sync(b, repeats)
         b.write_results()
 
 

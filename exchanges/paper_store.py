@@ -32,8 +32,8 @@ from tenacity import (
 )
 
 from exchanges.adapters.errors import ExchangeUnavailable
-from exchanges.adapters.paper.store import PaperBook, PaperOrder, split_legacy
-from exchanges.models import ExchangeAccount, PaperAccountState, PaperOrderRecord
+from exchanges.adapters.paper.store import PaperBook, PaperFunding, PaperOrder, split_legacy
+from exchanges.models import ExchangeAccount, PaperAccountState, PaperFundingRecord, PaperOrderRecord
 
 _ACCOUNT_REF = re.compile(r"^acct(\d+)$")
 
@@ -43,7 +43,12 @@ class _RecordHistory:
 
     def __init__(self, state: PaperAccountState, using: str) -> None:
         self.records = PaperOrderRecord.objects.using(using).filter(state=state)
+        self.funding = PaperFundingRecord.objects.using(using).filter(state=state)
         self.pks: dict[str, int] = {}  # order id -> record, for every record read
+
+    def funding_since(self, since: datetime | None) -> list[PaperFunding]:
+        query = self.funding if since is None else self.funding.filter(funding_time__gte=since)
+        return [PaperFunding.from_dict(data) for data in query.values_list("data", flat=True)]
 
     def read(self, query: Any) -> list[dict[str, Any]]:
         rows = list(query.values_list("pk", "order_id", "data"))
@@ -110,7 +115,8 @@ class DjangoPaperStore:
         state, legacy = split_legacy(row.book)
         records = list(PaperOrderRecord.objects.using(self.using).filter(state=row).values_list("data", flat=True))
         seen = {r["order_id"] for r in records}
-        return PaperBook.from_dict(state, orders=[*(r for r in legacy if r["order_id"] not in seen), *records])
+        return PaperBook.from_dict(state, orders=[*(r for r in legacy if r["order_id"] not in seen), *records],
+                                   history=_RecordHistory(row, self.using))
 
     def delete(self, account_ref: str) -> None:
         PaperAccountState.objects.using(self.using).filter(account_ref=account_ref).delete()
@@ -197,6 +203,10 @@ class DjangoPaperStore:
                 record.pk = pks[order.order_id]
                 updated.append(record)
             records.bulk_update(updated, ["is_open", "liquidation", "updated_at", "data"])
+        if book.funding:
+            PaperFundingRecord.objects.using(self.using).bulk_create([
+                PaperFundingRecord(state=row, payment_id=f.payment_id, funding_time=f.funding_time, data=f.to_dict())
+                for f in book.funding])
         row.book = book.state_dict()
         row.starting_balance = book.starting_balance
         row.wallet_balance = book.wallet_balance

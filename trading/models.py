@@ -157,6 +157,29 @@ class Fill(models.Model):
         return f"{self.side} {self.quantity} {self.symbol} @ {self.price}"
 
 
+class FundingPayment(models.Model):
+    """A funding payment the venue booked on one of the account's positions: ``amount`` is
+    what the account received (negative: paid). Part of the account's PnL and its ledger:
+    wallet = start + realized - fees + funding."""
+
+    account = models.ForeignKey("exchanges.ExchangeAccount", on_delete=models.CASCADE,
+                                related_name="funding_payments")
+    symbol = models.CharField(max_length=32)
+    payment_id = models.CharField(max_length=100)  # the venue's id, unique per account
+    funding_time = models.DateTimeField(db_index=True)
+    rate = decimal_field()
+    mark_price = decimal_field()
+    quantity = decimal_field()  # the position's signed size then
+    amount = decimal_field()
+
+    class Meta:
+        ordering = ["-funding_time", "-id"]
+        constraints = [models.UniqueConstraint(fields=["account", "payment_id"], name="funding_unique_payment")]
+
+    def __str__(self) -> str:
+        return f"funding {self.amount} on {self.symbol} at {self.funding_time:%Y-%m-%d %H:%M}"
+
+
 class Position(TimeStampedModel):
     """The platform's record of a venue position, kept in line by order results and
     reconciliation. Closed positions are kept for history and PnL."""

@@ -19,7 +19,7 @@ from alpha_platform.common.money import ZERO, dec_str
 from exchanges.models import ExchangeAccount
 from risk.models import RiskProfile
 from risk.services import actor_for_viewer, global_halt_active, user_halt_active
-from trading.models import BalanceSnapshot, Fill, Order, Position
+from trading.models import BalanceSnapshot, Fill, FundingPayment, Order, Position
 from trading.services.snapshot import equity_figures
 
 
@@ -142,8 +142,9 @@ def pnl_by_account(*, user) -> list[dict[str, Any]]:
         agg = Fill.objects.filter(account=account).aggregate(realized=Sum("realized_pnl"), fees=Sum("fee"))
         unrealized = Position.objects.filter(account=account, status=Position.Status.OPEN).aggregate(
             s=Sum("unrealized_pnl"))["s"] or ZERO
+        funding = FundingPayment.objects.filter(account=account).aggregate(s=Sum("amount"))["s"] or ZERO
         out.append({"account": account, "realized": agg["realized"] or ZERO, "fees": agg["fees"] or ZERO,
-                    "unrealized": unrealized})
+                    "funding": funding, "unrealized": unrealized})
     return out
 
 

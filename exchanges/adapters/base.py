@@ -79,6 +79,20 @@ class FillInfo:
 
 
 @dataclass(frozen=True)
+class FundingPayment:
+    """One funding payment on one position: ``amount`` is what the account received
+    (negative: paid); ``quantity`` the position's signed size then."""
+
+    payment_id: str
+    symbol: str
+    funding_time: datetime
+    rate: Decimal
+    mark_price: Decimal
+    quantity: Decimal
+    amount: Decimal
+
+
+@dataclass(frozen=True)
 class OrderResult:
     symbol: str
     order_id: str
@@ -214,6 +228,7 @@ class ExchangeTrader(Protocol):
     def cancel_order(self, symbol: str, *, order_id: str | None = None,
                      client_order_id: str | None = None) -> OrderResult: ...
     def get_liquidations(self, since: datetime | None = None) -> list[OrderResult]: ...
+    def get_funding_payments(self, since: datetime | None = None) -> list[FundingPayment]: ...
     def get_market_price(self, symbol: str) -> Decimal: ...
     def get_ticker(self, symbol: str) -> Ticker: ...
     def get_candles(self, symbol: str, timeframe: str = "1m", limit: int = 100) -> list[Candle]: ...
@@ -352,6 +367,11 @@ class BaseTrader(abc.ABC):
         with their fills, closed at or after ``since`` (None: all it still keeps), oldest
         first. They are never open, so reconciliation learns of them only from this list.
         Venues that cannot list them return [] (their streams or position changes tell)."""
+        return []
+
+    def get_funding_payments(self, since: datetime | None = None) -> list[FundingPayment]:
+        """The account's funding payments at or after ``since``, oldest first. Venues whose
+        funding history is not read yet return []."""
         return []
 
     def check_credentials(self) -> Balance:

@@ -50,6 +50,7 @@ from risk.models import RiskEvent
 from risk.services import risk_event_record
 from trading.events import order_event
 from trading.models import Fill, Order, Position
+from trading.services.funding import funding_record, funding_since
 from trading.services.liquidations import liquidation_record, liquidations_since
 from trading.services.positions import STATUS_MAP, balance_snapshot_record, order_apply_result, positions_sync
 
@@ -72,6 +73,7 @@ class ReconcileReport:
     orders_recovered: int = 0  # LOST orders the venue listed after all
     unknown_venue_orders: list[str] = field(default_factory=list)
     liquidations_recorded: list[str] = field(default_factory=list)  # client order ids
+    funding_recorded: int = 0  # funding payments recorded in this pass
     position_changes: list[dict[str, Any]] = field(default_factory=list)
     explained_position_changes: list[dict[str, Any]] = field(default_factory=list)  # by fills of ours
     errors: list[str] = field(default_factory=list)
@@ -223,6 +225,7 @@ def account_reconcile(*, account: ExchangeAccount, trader: ExchangeTrader | None
                 _discrepancy(account, f"Position {change['side']} {change['symbol']} {change['change']} at the venue "
                              "without an order of ours", change, change["symbol"])
 
+        _funding(account, trader, report, now=now)
         if snapshot_balance:
             try:
                 balance_snapshot_record(account=account, balance=trader.get_balance())
@@ -253,6 +256,16 @@ def _liquidations(account: ExchangeAccount, trader: ExchangeTrader, report: Reco
             continue
         if order is not None:
             report.liquidations_recorded.append(order.client_order_id)
+
+
+def _funding(account: ExchangeAccount, trader: ExchangeTrader, report: ReconcileReport, *, now) -> None:
+    try:
+        payments = trader.get_funding_payments(funding_since(account=account, now=now))
+    except ExchangeError as exc:
+        report.errors.append(f"funding: {type(exc).__name__}")
+        return
+    if payments:
+        report.funding_recorded += len(funding_record(account=account, payments=payments))
 
 
 def _apply(order: Order, result: OrderResult, report: ReconcileReport) -> Order:

@@ -46,7 +46,8 @@ AUTH_FIELDS: dict[str, tuple[str, ...]] = {
     "wallet_key": ("private_key", "account_address"),
     "none": (),
 }
-PAPER_ONLY_PARAMETERS = ("starting_balance", "slippage_bps", "maintenance_margin_rate", "margin_tiers", "market_data")
+PAPER_ONLY_PARAMETERS = ("starting_balance", "slippage_bps", "maintenance_margin_rate", "margin_tiers", "funding",
+                         "market_data")
 CCXT_ONLY_KEYS = ("ccxt_options", "markets_ttl_seconds")
 TIME_IN_FORCE = ("GTC", "IOC", "FOK", "GTX", "GTD", "ALO")
 _CREDENTIAL_KEYS = ("api_key", "api_secret", "wallet_address", "private_key", "main_wallet",
@@ -227,6 +228,16 @@ def _ladders_problems(table: dict[str, list[MarginTier]]) -> list[Problem]:
             for path, message in _ladder_problems(ladder)]
 
 
+class Funding(ConfigModel):
+    """The paper venue's funding: every ``interval_hours``, rate = premium + clamp(interest
+    - premium, +/-clamp), capped at +/-cap."""
+
+    interval_hours: Num(1, 24) = 8.0
+    interest_rate: Money(-0.01, 0.01) = Decimal("0.0001")
+    clamp: Fraction = Decimal("0.0005")
+    cap: Fraction = Decimal("0.0075")
+
+
 class Parameters(ConfigModel):
     dual_side_position: Bool = False
     hedge_mode: Bool = False
@@ -239,6 +250,7 @@ class Parameters(ConfigModel):
     slippage_bps: Num(0, 10_000) = None
     maintenance_margin_rate: Fraction = None  # a symbol without margin_tiers: one flat bracket
     margin_tiers: Table(SymbolKey, List(MarginTier, min_items=1), rules=(_ladders_problems,)) = None
+    funding: Funding = None
     market_data: MarketData = None
 
 

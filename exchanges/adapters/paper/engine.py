@@ -107,6 +107,7 @@ class PaperEngine(Timeline):
             position.position_id = book.next_id(f"{symbol}#")
             position.realized_pnl = ZERO
             position.fees = ZERO
+            position.funding = ZERO
             flipped = True
         elif abs(new_qty) > abs(current):  # added: average the entry
             position.entry_price = ((abs(current) * position.entry_price + abs(delta) * price)

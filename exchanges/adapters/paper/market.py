@@ -219,6 +219,19 @@ class SimulatedMarket:
         lo, hi = self._sample_extremes(params, t0, t1, self.max_path_samples)
         return self._round(lo), self._round(hi)
 
+    funding_premium_scale = 0.05  # the simulated premium: this share of last's lead over the interval's mean
+
+    def funding_premium(self, symbol: str, start: datetime, end: datetime) -> Decimal:
+        """The interval's premium index, simulated: one price, so no order book to take
+        impact prices from; last's lead over the interval's average price (a lagging
+        index), scaled to the size of a real premium (a 1% lead: 0.05%)."""
+        params = self._params(symbol)
+        t0, t1 = self._seconds(start), self._seconds(end)
+        samples = [self._price_at_seconds(params, t0 + (t1 - t0) * k / 8) for k in range(9)]
+        index = sum(samples) / len(samples)
+        premium = self.funding_premium_scale * (samples[-1] / index - 1.0)
+        return Decimal(repr(premium)).quantize(Decimal("0.00000001"), rounding=ROUND_HALF_EVEN)
+
     # -- candles and ticker ---------------------------------------------------------------
     def _volume(self, params: tuple[float, float, bytes, bytes], bucket_start: int, seconds: int,
                 log_return: float) -> Decimal:

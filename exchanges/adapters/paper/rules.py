@@ -78,6 +78,15 @@ class PaperRules:
     supported_types: frozenset[str] = frozenset(t.value for t in OrderType)
     time_in_force: frozenset[str] = frozenset({"GTC", "IOC"})
     sync_window_seconds: float = 60.0
+    # Funding (``parameters.has_funding`` and ``parameters.funding``): every interval, at
+    # whole multiples of it since the Unix epoch (00:00, 08:00, 16:00 UTC for 8 h), each
+    # position pays notional x rate; rate = premium + clamp(interest - premium, +/-clamp),
+    # capped at +/-cap (Binance's formula).
+    has_funding: bool = False
+    funding_interval_seconds: int = 8 * 3600
+    funding_interest_rate: Decimal = Decimal("0.0001")
+    funding_clamp: Decimal = Decimal("0.0005")
+    funding_cap: Decimal = Decimal("0.0075")
 
     @classmethod
     def from_venue_config(cls, config: Mapping[str, Any], *, venue: str = "paper") -> PaperRules:
@@ -99,6 +108,12 @@ class PaperRules:
             max_leverage=int(leverage.get("maximum") or 20),
             per_symbol_max_leverage={k: int(v) for k, v in (leverage.get("per_symbol") or {}).items()},
             margin_brackets={k: _brackets(v) for k, v in (params.get("margin_tiers") or {}).items() if v},
+            has_funding=bool(params.get("has_funding")),
+            funding_interval_seconds=int(float((params.get("funding") or {}).get("interval_hours", 8)) * 3600),
+            funding_interest_rate=to_decimal((params.get("funding") or {}).get("interest_rate"),
+                                             default=Decimal("0.0001")),
+            funding_clamp=to_decimal((params.get("funding") or {}).get("clamp"), default=Decimal("0.0005")),
+            funding_cap=to_decimal((params.get("funding") or {}).get("cap"), default=Decimal("0.0075")),
             quantity_step=_step(sizing.get("quantity_precision", 6)),
             price_tick=_step(sizing.get("price_precision", 2)),
             min_notional=to_decimal(sizing.get("min_notional"), default=Decimal("5")),
@@ -127,6 +142,11 @@ class PaperRules:
             if bracket.holds(notional):
                 return bracket
         return brackets[-1] if notional >= brackets[-1].floor else brackets[0]
+
+    def funding_rate(self, premium: Decimal) -> Decimal:
+        """Binance's funding rate from an interval's premium index."""
+        clamped = min(max(self.funding_interest_rate - premium, -self.funding_clamp), self.funding_clamp)
+        return min(max(premium + clamped, -self.funding_cap), self.funding_cap)
 
     # -- roundings ------------------------------------------------------------------------
     def quantity(self, value: Decimal) -> Decimal:

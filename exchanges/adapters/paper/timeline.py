@@ -12,7 +12,7 @@ worse than the bankruptcy price), until the balance is above the maintenance mar
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from alpha_platform.common.money import ZERO
@@ -20,8 +20,13 @@ from alpha_platform.common.vocabulary import OrderSide, OrderStatus, OrderType
 from exchanges.adapters.errors import InsufficientFunds
 from exchanges.adapters.paper.margin import Margin, Marks
 from exchanges.adapters.paper.market import PriceSource
-from exchanges.adapters.paper.rules import PaperRules
-from exchanges.adapters.paper.store import PaperBook, PaperFill, PaperOrder
+from exchanges.adapters.paper.rules import PaperRules, money
+from exchanges.adapters.paper.store import (
+    PaperBook,
+    PaperFill,
+    PaperFunding,
+    PaperOrder,
+)
 from exchanges.adapters.paper.walk import PathWalk
 
 
@@ -75,6 +80,31 @@ class Timeline:
             self._walk(book, PathWalk(self.market, start, now, window_seconds=self.rules.sync_window_seconds))
         book.last_sync = now
 
+    def _funding_times(self, start: datetime, end: datetime) -> list[datetime]:
+        """The funding moments in (start, end]: whole multiples of the interval since the epoch."""
+        if not self.rules.has_funding:
+            return []
+        interval = self.rules.funding_interval_seconds
+        first = (int(start.timestamp()) // interval + 1) * interval
+        last = int(end.timestamp())
+        return [datetime.fromtimestamp(t, tz=UTC) for t in range(first, last + 1, interval)]
+
+    def _pay_funding(self, book: PaperBook, at: datetime) -> None:
+        """Each position pays (or receives) its notional at mark x the symbol's rate."""
+        interval = timedelta(seconds=self.rules.funding_interval_seconds)
+        for position in list(book.positions.values()):
+            premium_of = getattr(self.market, "funding_premium", None)
+            premium = premium_of(position.symbol, at - interval, at) if premium_of else ZERO
+            rate = self.rules.funding_rate(premium)
+            mark = self.market.price(position.symbol, at)
+            amount = money(-position.quantity * mark * rate)
+            payment = PaperFunding(payment_id=book.next_id("F"), symbol=position.symbol, funding_time=at, rate=rate,
+                                   mark_price=mark, quantity=position.quantity, amount=amount)
+            book.funding.append(payment)
+            book.wallet_balance += amount
+            book.funding_total += amount
+            position.funding += amount
+
     def _walk(self, book: PaperBook, walk: PathWalk) -> None:
         """Event after event, earliest first: the next leaf in which a resting order's level
         is reached or the account's margin balance meets its maintenance margin. An order
@@ -84,7 +114,8 @@ class Timeline:
         found: dict[str, int | None] = {}
         cursor = 0  # the leaf of the last event: others may still happen in it
         fresh = 0  # where an order that becomes live now starts: the leaf after the last event
-        for _ in range(len(book.orders) + 2 * len(book.positions) + 2):
+        funding = self._funding_times(walk.start, walk.end)
+        for _ in range(len(book.orders) + 2 * len(book.positions) + len(funding) + 2):
             best: tuple[int, Decimal, int, PaperOrder | None] | None = None
             for n, order in enumerate(book.open_orders()):
                 if self._held(book, order) or self._trigger(order) is None:
@@ -101,6 +132,12 @@ class Timeline:
                 if best is None or (leaf, rank, n) < best[:3]:
                     best = (leaf, rank, n, order)
             liquidation = self._first_liquidation(book, walk, cursor)
+            if funding:  # a funding moment comes before whatever else happens in its leaf
+                leaf = max(0, walk.index_of(funding[0]) - 1)
+                if (best is None or leaf <= best[0]) and (liquidation is None or leaf <= liquidation[0]):
+                    self._pay_funding(book, funding.pop(0))
+                    cursor = max(cursor, leaf)
+                    continue
             if liquidation is not None and (best is None or (liquidation[0], liquidation[1]) <= best[:2]):
                 cursor = liquidation[0]
                 fresh = cursor + 1

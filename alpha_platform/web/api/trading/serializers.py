@@ -226,6 +226,7 @@ class PnlAccountSerializer(serializers.Serializer):
     account = AccountBriefSerializer()
     realized = MoneyField()
     fees = MoneyField()
+    funding = MoneyField(help_text="Funding received on the account's positions (negative: paid).")
     unrealized = MoneyField()
 
 

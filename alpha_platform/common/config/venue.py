@@ -227,6 +227,37 @@ def _ladders_problems(table: dict[str, list[MarginTier]]) -> list[Problem]:
             for path, message in _ladder_problems(ladder)]
 
 
+# -- book depth and symbol filters (paper venue) --------------------------------------------
+class DepthSpec(ConfigModel):
+    """A symbol's book on one side: ``levels`` levels, the first at mark +/- slippage_bps,
+    each further one ``spacing_bps`` (of the mark) worse, each holding ``quantity`` (base
+    asset) or ``notional`` (USDT, turned into a quantity at the first level's price)."""
+
+    levels: Int(1, 10_000)
+    spacing_bps: Money(0, 10_000)
+    quantity: Money(above=0) = None
+    notional: Money(above=0) = None
+
+    @model_validator(mode="after")
+    def _one_size(self) -> DepthSpec:
+        if (self.quantity is None) == (self.notional is None):
+            _raise([(("quantity",), "give exactly one of quantity (base asset per level) "
+                     "or notional (USDT per level)")])
+        return self
+
+
+class SymbolFilter(ConfigModel):
+    """A symbol's exchange filters (Binance's PRICE_FILTER tickSize, LOT_SIZE stepSize,
+    MIN_NOTIONAL); a missing one is the venue's position_sizing figure."""
+
+    tick_size: Money(above=0) = None
+    step_size: Money(above=0) = None
+    min_notional: Money(0) = None
+
+
+PAPER_ONLY_PARAMETERS += ("depth", "default_depth", "symbol_filters")
+
+
 class Parameters(ConfigModel):
     dual_side_position: Bool = False
     hedge_mode: Bool = False
@@ -240,6 +271,10 @@ class Parameters(ConfigModel):
     maintenance_margin_rate: Fraction = None  # a symbol without margin_tiers: one flat bracket
     margin_tiers: Table(SymbolKey, List(MarginTier, min_items=1), rules=(_ladders_problems,)) = None
     market_data: MarketData = None
+    # book depth and symbol filters (paper venue)
+    depth: Table(SymbolKey, DepthSpec) = None
+    default_depth: DepthSpec = None  # a symbol not under depth
+    symbol_filters: Table(SymbolKey, SymbolFilter) = None
 
 
 class CircuitBreaker(ConfigModel):

@@ -5,10 +5,15 @@ account's margin figures ``margin.Margin``.
 
 Conventions (as on Binance USD-M, simplified):
 
-- market orders fill at mark +/- ``slippage_bps`` and pay the taker fee; a limit priced at
-  or through the mark is marketable and fills the same way, never worse than its limit
-  (a buy at min(limit, mark + slippage)); a resting limit fills at its price as maker
-  when the price path reaches it;
+- market orders walk the book's depth (``depth``: the first level at mark +/-
+  ``slippage_bps``, one fill per level) and pay the taker fee; what the depth does not hold
+  expires. A limit priced at or through the mark is marketable and walks the same levels,
+  never worse than its limit; by time in force the rest then expires (IOC), nothing fills
+  unless all can (FOK, else EXPIRED), the order expires unfilled (GTX, post-only), or the
+  rest rests at the limit (GTC). A resting limit fills at its price as maker when the price
+  path reaches it;
+- prices off the symbol's tick (-4014), quantities off its step (-1111) and notionals
+  under its minimum (-4164) are refused (``rules.filters``);
 - STOP_MARKET / TAKE_PROFIT_MARKET fill at their trigger +/- slippage as taker;
 - reduce-only orders never increase or flip a position: refused when they would, clipped
   to the position when larger, expired when the position they protect is gone;

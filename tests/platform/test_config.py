@@ -141,7 +141,7 @@ BROKEN = {
     # choices
     "time in force typo": (setin(f"{BF}.trading.order_management.time_in_force", ["GTC", "GTCC"]),
                            f"{BF}.trading.order_management.time_in_force[1]", "did you mean 'GTC'?"),
-    "default tif not offered": (setin(f"{PAPER}.trading.order_management.default_tif", "FOK"),
+    "default tif not offered": (setin(f"{PAPER}.trading.order_management.default_tif", "GTD"),
                                 f"{PAPER}.trading.order_management.default_tif", "is not one of time_in_force"),
     "margin mode": (setin(f"{HL}.trading.margin_mode", "crosss"), f"{HL}.trading.margin_mode",
                     "did you mean 'cross'?"),

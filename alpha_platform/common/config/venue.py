@@ -47,7 +47,7 @@ AUTH_FIELDS: dict[str, tuple[str, ...]] = {
     "none": (),
 }
 PAPER_ONLY_PARAMETERS = ("starting_balance", "slippage_bps", "maintenance_margin_rate", "margin_tiers", "funding",
-                         "market_data")
+                         "market_data", "depth", "default_depth", "symbol_filters")
 CCXT_ONLY_KEYS = ("ccxt_options", "markets_ttl_seconds")
 TIME_IN_FORCE = ("GTC", "IOC", "FOK", "GTX", "GTD", "ALO")
 _CREDENTIAL_KEYS = ("api_key", "api_secret", "wallet_address", "private_key", "main_wallet",
@@ -238,6 +238,34 @@ class Funding(ConfigModel):
     cap: Fraction = Decimal("0.0075")
 
 
+# -- book depth and symbol filters (paper venue) --------------------------------------------
+class DepthSpec(ConfigModel):
+    """A symbol's book on one side: ``levels`` levels, the first at mark +/- slippage_bps,
+    each further one ``spacing_bps`` (of the mark) worse, each holding ``quantity`` (base
+    asset) or ``notional`` (USDT, turned into a quantity at the first level's price)."""
+
+    levels: Int(1, 10_000)
+    spacing_bps: Money(0, 10_000)
+    quantity: Money(above=0) = None
+    notional: Money(above=0) = None
+
+    @model_validator(mode="after")
+    def _one_size(self) -> DepthSpec:
+        if (self.quantity is None) == (self.notional is None):
+            _raise([(("quantity",), "give exactly one of quantity (base asset per level) "
+                     "or notional (USDT per level)")])
+        return self
+
+
+class SymbolFilter(ConfigModel):
+    """A symbol's exchange filters (Binance's PRICE_FILTER tickSize, LOT_SIZE stepSize,
+    MIN_NOTIONAL); a missing one is the venue's position_sizing figure."""
+
+    tick_size: Money(above=0) = None
+    step_size: Money(above=0) = None
+    min_notional: Money(0) = None
+
+
 class Parameters(ConfigModel):
     dual_side_position: Bool = False
     hedge_mode: Bool = False
@@ -252,6 +280,10 @@ class Parameters(ConfigModel):
     margin_tiers: Table(SymbolKey, List(MarginTier, min_items=1), rules=(_ladders_problems,)) = None
     funding: Funding = None
     market_data: MarketData = None
+    # book depth and symbol filters (paper venue)
+    depth: Table(SymbolKey, DepthSpec) = None
+    default_depth: DepthSpec = None  # a symbol not under depth
+    symbol_filters: Table(SymbolKey, SymbolFilter) = None
 
 
 class CircuitBreaker(ConfigModel):

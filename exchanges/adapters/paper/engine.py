@@ -5,10 +5,15 @@ account's margin figures ``margin.Margin``.
 
 Conventions (as on Binance USD-M, simplified):
 
-- market orders fill at mark +/- ``slippage_bps`` and pay the taker fee; a limit priced at
-  or through the mark is marketable and fills the same way, never worse than its limit
-  (a buy at min(limit, mark + slippage)); a resting limit fills at its price as maker
-  when the price path reaches it;
+- market orders walk the book's depth (``depth``: the first level at mark +/-
+  ``slippage_bps``, one fill per level) and pay the taker fee; what the depth does not hold
+  expires. A limit priced at or through the mark is marketable and walks the same levels,
+  never worse than its limit; by time in force the rest then expires (IOC), nothing fills
+  unless all can (FOK, else EXPIRED), the order expires unfilled (GTX, post-only), or the
+  rest rests at the limit (GTC). A resting limit fills at its price as maker when the price
+  path reaches it;
+- prices off the symbol's tick (-4014), quantities off its step (-1111) and notionals
+  under its minimum (-4164) are refused (``rules.filters``);
 - STOP_MARKET / TAKE_PROFIT_MARKET fill at their trigger +/- slippage as taker;
 - reduce-only orders never increase or flip a position: refused when they would, clipped
   to the position when larger, expired when the position they protect is gone;
@@ -31,7 +36,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from alpha_platform.common.money import ZERO
+from alpha_platform.common.money import ZERO, to_decimal
 from alpha_platform.common.vocabulary import (
     TRIGGER_ORDER_TYPES,
     OrderSide,
@@ -46,6 +51,7 @@ from exchanges.adapters.errors import (
     InvalidOrderError,
     OrderNotFound,
 )
+from exchanges.adapters.paper import depth
 from exchanges.adapters.paper.margin import AccountView, Margin, Marks, PositionView
 from exchanges.adapters.paper.market import PriceSource
 from exchanges.adapters.paper.rules import ENTRY, PaperRules, money
@@ -191,10 +197,15 @@ class PaperEngine(Timeline):
         for cid in [request.client_order_id, *children_ids]:
             if cid in taken:
                 raise self._reject(f"Client order id {cid!r} is duplicated", "-4116")
-        quantity = self.rules.quantity(request.quantity)
+        filters = rules.filters(symbol)
+        quantity = Decimal(request.quantity)
         if quantity <= 0:
-            raise BadPrecision(f"Quantity {request.quantity} is below the step {rules.quantity_step}",
+            raise self._reject("Quantity less than or equal to zero.", "-4003")
+        if quantity % filters.step_size != 0:
+            raise BadPrecision(f"Precision is over the maximum defined for this asset: quantity "
+                               f"{request.quantity} is not a multiple of the step {filters.step_size}",
                                venue=rules.venue, code="-1111")
+        quantity = rules.symbol_quantity(symbol, quantity)
         if request.leverage is not None:
             self.set_leverage(book, symbol, int(request.leverage), now)
         if request.reduce_only and (request.stop_loss is not None or request.take_profit is not None):
@@ -203,8 +214,8 @@ class PaperEngine(Timeline):
         marks = Marks(self.market, now)
         mark = marks[symbol]
         position_qty = book.position_quantity(symbol)
-        limit_price = self.rules.tick(request.price) if request.price is not None else None
-        stop_price = self.rules.tick(request.stop_price) if request.stop_price is not None else None
+        limit_price = self._on_tick(symbol, request.price)
+        stop_price = self._on_tick(symbol, request.stop_price)
         if order_type == OrderType.LIMIT and (limit_price is None or limit_price <= 0):
             raise self._reject("A limit order needs a positive price", "-1102")
         if order_type in TRIGGER_ORDER_TYPES and (stop_price is None or stop_price <= 0):
@@ -219,7 +230,7 @@ class PaperEngine(Timeline):
         )
 
         # Where it would execute now, if it would.
-        taker_price = self.rules.slipped(mark, side)
+        taker_price = depth.level_price(rules, symbol, mark, side, 0)
         immediate: Decimal | None = None
         if order_type == OrderType.MARKET:
             immediate = taker_price
@@ -241,30 +252,56 @@ class PaperEngine(Timeline):
                                    "would reduce", "-2022")
             if quantity > abs(position_qty) and immediate is not None:
                 order.requested_quantity = quantity
-                order.quantity = quantity = self.rules.quantity(abs(position_qty))
-        elif quantity * reference < rules.min_notional:
+                order.quantity = quantity = rules.symbol_quantity(symbol, abs(position_qty))
+        elif quantity * reference < filters.min_notional:
             raise self._reject(f"Order's notional {money(quantity * reference)} must be no smaller "
-                               f"than {rules.min_notional}", "-4164")
+                               f"than {filters.min_notional}", "-4164")
 
         self._check_attached(request, side, reference)
         opening = ZERO if request.reduce_only else self.margin.opening_quantity(position_qty, side, quantity)
         if opening > 0:
             self._check_bracket(book, symbol, abs(position_qty + self._signed(side, quantity)) * reference)
-        if immediate is not None:
-            self.margin.require_margin(book, marks, symbol, opening, quantity, immediate, rules.taker_fee)
-        elif order_type == OrderType.LIMIT:
-            if tif == "IOC":
-                self._close_order(order, OrderStatus.EXPIRED, now, "IOC limit could not fill")
-                book.orders[order.order_id] = order
-                return order
-            self.margin.require_margin(book, marks, symbol, opening, quantity, limit_price, rules.maker_fee)
-            order.reserve_quantity = opening
-
+        limit = order_type == OrderType.LIMIT
+        taken = depth.take(rules, symbol, mark, side, quantity, limit_price) if immediate is not None else []
+        filled = sum((q for _, q in taken), ZERO)
+        expiry = None
+        if limit and tif == "GTX" and immediate is not None:
+            expiry = "post-only (GTX) order would take liquidity: expired"
+        elif limit and tif == "FOK" and filled < quantity:
+            expiry = f"FOK order could not fill in full now ({filled} of {quantity} available): expired"
+        elif limit and tif == "IOC" and immediate is None:
+            expiry = "IOC limit could not fill"
+        if expiry is not None:  # nothing filled, nothing reserved; the venue keeps the record
+            self._close_order(order, OrderStatus.EXPIRED, now, expiry)
+            book.orders[order.order_id] = order
+            return order
+        if taken:
+            self.margin.require_margin(book, marks, symbol, self.margin.opening_quantity(position_qty, side, filled)
+                                       if opening > 0 else ZERO, filled, depth.average(taken), rules.taker_fee)
         book.orders[order.order_id] = order
         self._attach(book, request, order, now)
-        if immediate is not None:
-            self._apply_fill(book, order, quantity, immediate, now, maker=False)
+        for price, size in taken:
+            self._apply_fill(book, order, size, price, now, maker=False)
+        rest = quantity - filled
+        if rest > 0 and limit and tif in ("GTC", "GTX"):  # the remainder rests at its limit, as maker
+            rest_opening = ZERO if request.reduce_only else self.margin.opening_quantity(
+                book.position_quantity(symbol), side, rest)
+            self.margin.require_margin(book, marks, symbol, rest_opening, rest, limit_price, rules.maker_fee)
+            order.reserve_quantity = rest_opening
+        elif rest > 0 and (order_type == OrderType.MARKET or limit):  # market and IOC: what the depth did not hold expires (a market order never rests)
+            self._close_order(order, OrderStatus.EXPIRED, now,
+                              f"the book's depth held {filled} of {quantity}: the rest expired")
         return order
+
+    def _on_tick(self, symbol: str, price: Decimal | None) -> Decimal | None:
+        """A price as given, refused (as Binance's PRICE_FILTER does) when off the symbol's tick."""
+        if price is None:
+            return None
+        value = to_decimal(price)
+        tick = self.rules.filters(symbol).tick_size
+        if value % tick != 0:
+            raise self._reject(f"Price not increased by tick size. ({price} on {symbol}: tick {tick})", "-4014")
+        return value
 
     def _check_bracket(self, book: PaperBook, symbol: str, notional: Decimal) -> None:
         """A position's size is capped by its leverage: its notional's bracket allows at most
@@ -278,9 +315,9 @@ class PaperEngine(Timeline):
     def _check_attached(self, request: OrderRequest, side: str, reference: Decimal) -> None:
         sl, tp = request.stop_loss, request.take_profit
         long = side == OrderSide.BUY
-        if sl is not None and (self.rules.tick(sl) >= reference if long else self.rules.tick(sl) <= reference):
+        if sl is not None and (self.rules.symbol_tick(request.symbol, sl) >= reference if long else self.rules.symbol_tick(request.symbol, sl) <= reference):
             raise self._reject(f"Stop-loss {sl} is on the wrong side of the entry {reference}", "-2021")
-        if tp is not None and (self.rules.tick(tp) <= reference if long else self.rules.tick(tp) >= reference):
+        if tp is not None and (self.rules.symbol_tick(request.symbol, tp) <= reference if long else self.rules.symbol_tick(request.symbol, tp) >= reference):
             raise self._reject(f"Take-profit {tp} is on the wrong side of the entry {reference}", "-2021")
 
     def _attach(self, book: PaperBook, request: OrderRequest, parent: PaperOrder, now: datetime) -> None:
@@ -295,7 +332,7 @@ class PaperEngine(Timeline):
                 order_id=book.next_id(""), client_order_id=request.client_order_id + suffix,
                 symbol=parent.symbol, side=close_side, order_type=kind, quantity=parent.quantity,
                 status=OrderStatus.NEW.value, created_at=now, updated_at=now,
-                stop_price=self.rules.tick(price), reduce_only=True, time_in_force="GTC",
+                stop_price=self.rules.symbol_tick(parent.symbol, price), reduce_only=True, time_in_force="GTC",
                 position_side=parent.position_side, parent_id=parent.order_id, attached_role=role,
             )
             book.orders[child.order_id] = child

@@ -59,6 +59,44 @@ def _brackets(rows: Any) -> tuple[Bracket, ...]:
     return tuple(sorted(brackets, key=lambda b: b.floor))
 
 
+# -- book depth and symbol filters ----------------------------------------------------------
+@dataclass(frozen=True)
+class Depth:
+    """One side of a symbol's book: ``levels`` levels, the first at mark +/- slippage, each
+    further one ``spacing_bps`` of the mark worse; each holds ``quantity`` (base asset) or
+    ``notional`` (USDT at the first level's price). Both None: unlimited (one level)."""
+
+    levels: int = 1
+    spacing_bps: Decimal = Decimal(0)
+    quantity: Decimal | None = None
+    notional: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class SymbolFilters:
+    tick_size: Decimal
+    step_size: Decimal
+    min_notional: Decimal
+
+
+def _depth(row: Any) -> Depth:
+    return Depth(levels=int(row.get("levels") or 1),
+                 spacing_bps=to_decimal(row.get("spacing_bps"), default=Decimal(0)),
+                 quantity=to_decimal(row.get("quantity"), default=None),
+                 notional=to_decimal(row.get("notional"), default=None))
+
+
+def _depth_and_filters(params: Mapping[str, Any]) -> dict[str, Any]:
+    """PaperRules' depth and filter fields from the ``parameters`` block."""
+    found: dict[str, Any] = {
+        "depth": {k: _depth(v) for k, v in (params.get("depth") or {}).items() if v},
+        "symbol_filter_rows": {k: dict(v) for k, v in (params.get("symbol_filters") or {}).items() if v},
+    }
+    if params.get("default_depth"):
+        found["default_depth"] = _depth(params["default_depth"])
+    return found
+
+
 @dataclass(frozen=True)
 class PaperRules:
     """The venue's figures, from its config block (``PaperRules.from_venue_config``)."""
@@ -87,6 +125,10 @@ class PaperRules:
     funding_interest_rate: Decimal = Decimal("0.0001")
     funding_clamp: Decimal = Decimal("0.0005")
     funding_cap: Decimal = Decimal("0.0075")
+    # book depth and symbol filters (``filters`` falls back to the figures above)
+    depth: Mapping[str, Depth] = field(default_factory=dict)
+    default_depth: Depth = Depth()
+    symbol_filter_rows: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_venue_config(cls, config: Mapping[str, Any], *, venue: str = "paper") -> PaperRules:
@@ -119,6 +161,7 @@ class PaperRules:
             min_notional=to_decimal(sizing.get("min_notional"), default=Decimal("5")),
             supported_types=frozenset(str(t).upper() for t in supported),
             time_in_force=frozenset(str(t).upper() for t in tifs),
+            **_depth_and_filters(params),
         )
 
     def max_leverage_for(self, symbol: str, notional: Decimal | None = None) -> int:
@@ -164,3 +207,24 @@ class PaperRules:
         if side == OrderSide.BUY:
             return self.tick(price * (1 + factor), ROUND_CEILING)
         return self.tick(price * (1 - factor), ROUND_FLOOR)
+
+    # -- book depth and symbol filters ------------------------------------------------------
+    def depth_for(self, symbol: str) -> Depth:
+        return self.depth.get(symbol) or self.default_depth
+
+    def filters(self, symbol: str) -> SymbolFilters:
+        row = self.symbol_filter_rows.get(symbol) or {}
+        return SymbolFilters(
+            tick_size=to_decimal(row.get("tick_size"), default=self.price_tick),
+            step_size=to_decimal(row.get("step_size"), default=self.quantity_step),
+            min_notional=to_decimal(row.get("min_notional"), default=self.min_notional),
+        )
+
+    def symbol_tick(self, symbol: str, value: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+        tick = self.filters(symbol).tick_size
+        return ((Decimal(value) / tick).to_integral_value(rounding=rounding) * tick).quantize(tick)
+
+    def symbol_quantity(self, symbol: str, value: Decimal) -> Decimal:
+        """Down to the symbol's quantity step."""
+        step = self.filters(symbol).step_size
+        return ((Decimal(value) / step).to_integral_value(rounding=ROUND_DOWN) * step).quantize(step)

@@ -342,8 +342,9 @@ class PaperTrader(BaseTrader):
     # -- symbols --------------------------------------------------------------------------
     def symbol_rules(self, symbol: str) -> SymbolRules:
         venue_symbol = self._venue_symbol(symbol)
+        filters = self.rules.filters(venue_symbol)  # the symbol's own (config symbol_filters)
         return SymbolRules(
-            symbol=symbol, quantity_step=self.rules.quantity_step, price_tick=self.rules.price_tick,
-            min_quantity=self.rules.quantity_step, min_notional=self.rules.min_notional,
+            symbol=symbol, quantity_step=filters.step_size, price_tick=filters.tick_size,
+            min_quantity=filters.step_size, min_notional=filters.min_notional,
             max_leverage=self.rules.max_leverage_for(venue_symbol),
         )

@@ -25,7 +25,7 @@ def test_exchanges_list_capabilities_and_account_status(api, user, other_user):
     assert "BTC/USDT" in paper["symbols"]
     caps = paper["capabilities"]
     assert caps["order_types"] == ["MARKET", "LIMIT", "STOP_MARKET", "TAKE_PROFIT_MARKET"]
-    assert caps["time_in_force"] == ["GTC", "IOC"]
+    assert caps["time_in_force"] == ["GTC", "IOC", "FOK", "GTX"]
     assert caps["fees"] == {"maker": "0.0002", "taker": "0.0005"}
     assert caps["leverage"]["maximum"] == 20
     assert [a["id"] for a in paper["accounts"]] == [mine.pk]  # not Bob's

@@ -94,7 +94,7 @@ def test_venue_selection(api, user, market):
     ({"symbol": "DOGE/USDT"}, "symbol"),
     ({"order_type": "LIMIT"}, "price"),
     ({"leverage": 0}, "leverage"),
-    ({"time_in_force": "FOK"}, "time_in_force"),
+    ({"time_in_force": "GTD"}, "time_in_force"),
     ({"client_order_id": "has spaces"}, "client_order_id"),
 ])
 def test_malformed_orders_are_field_errors_and_write_nothing(api, user, market, extra, field):

@@ -14,21 +14,28 @@ Conventions (as on Binance USD-M, simplified):
   path reaches it;
 - prices off the symbol's tick (-4014), quantities off its step (-1111) and notionals
   under its minimum (-4164) are refused (``rules.filters``);
-- STOP_MARKET / TAKE_PROFIT_MARKET fill at their trigger +/- slippage as taker;
+- STOP_MARKET / TAKE_PROFIT_MARKET fill at their trigger +/- slippage as taker; one the
+  market gapped past (no price between) fills from the first price beyond it;
 - reduce-only orders never increase or flip a position: refused when they would, clipped
-  to the position when larger, expired when the position they protect is gone;
-- realized PnL excludes fees (fees are tracked separately), the wallet gets both;
-- cross margin (see ``margin``);
+  to the position when larger, expired when the position they protect is gone; having no
+  opening part they need no margin, even when the account's available margin is negative;
+- realized PnL excludes fees (fees are tracked separately), the wallet gets both; each
+  fill's fee and realized PnL are rounded to 8 places (half even), and account figures are
+  sums of such rounded terms;
+- a resting limit's margin reserve is its opening part when placed;
+- cross margin (see ``margin``), with the symbol's leverage brackets (``rules.Bracket``);
 - liquidation (cross): when the account's margin balance meets its maintenance margin,
   its open orders are cancelled and its positions closed, the one losing most first, each
   at its own market's price at that moment (the price, within its path then, at which the
-  balance met the maintenance margin), paying the taker fee as a clearance fee, until the
-  balance is above the maintenance margin again.
+  balance met the maintenance margin; through a gap never worse than the bankruptcy
+  price), paying the taker fee as a clearance fee, until the balance is above the
+  maintenance margin again (``timeline``);
+- funding every interval on each open position (``timeline``, ``rules.funding_rate``).
 
 Every touch of an account first ``sync``s it: the price path since the last touch is
-walked in time order (``walk.PathWalk``, one-second steps), so resting orders, triggers
-and liquidations execute in the order the prices reach them, each order only on prices
-from after it became live.
+walked in time order (``walk.PathWalk``, steps of a second or less: a span is cut into
+equal leaves), so resting orders, triggers, funding and liquidations happen in the order
+the prices reach them, each order only on prices from after it became live.
 """
 
 from __future__ import annotations
@@ -288,7 +295,8 @@ class PaperEngine(Timeline):
                 book.position_quantity(symbol), side, rest)
             self.margin.require_margin(book, marks, symbol, rest_opening, rest, limit_price, rules.maker_fee)
             order.reserve_quantity = rest_opening
-        elif rest > 0 and (order_type == OrderType.MARKET or limit):  # market and IOC: what the depth did not hold expires (a market order never rests)
+        elif rest > 0 and (order_type == OrderType.MARKET or limit):
+            # market and IOC: what the depth did not hold expires (a market order never rests)
             self._close_order(order, OrderStatus.EXPIRED, now,
                               f"the book's depth held {filled} of {quantity}: the rest expired")
         return order
@@ -315,9 +323,10 @@ class PaperEngine(Timeline):
     def _check_attached(self, request: OrderRequest, side: str, reference: Decimal) -> None:
         sl, tp = request.stop_loss, request.take_profit
         long = side == OrderSide.BUY
-        if sl is not None and (self.rules.symbol_tick(request.symbol, sl) >= reference if long else self.rules.symbol_tick(request.symbol, sl) <= reference):
+        tick = self.rules.symbol_tick
+        if sl is not None and (tick(request.symbol, sl) >= reference if long else tick(request.symbol, sl) <= reference):
             raise self._reject(f"Stop-loss {sl} is on the wrong side of the entry {reference}", "-2021")
-        if tp is not None and (self.rules.symbol_tick(request.symbol, tp) <= reference if long else self.rules.symbol_tick(request.symbol, tp) >= reference):
+        if tp is not None and (tick(request.symbol, tp) <= reference if long else tick(request.symbol, tp) >= reference):
             raise self._reject(f"Take-profit {tp} is on the wrong side of the entry {reference}", "-2021")
 
     def _attach(self, book: PaperBook, request: OrderRequest, parent: PaperOrder, now: datetime) -> None:

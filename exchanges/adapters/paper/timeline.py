@@ -148,7 +148,7 @@ class Timeline:
             cursor, order = best[0], best[3]
             fresh = cursor + 1
             self._execute_resting(book, order, Marks(self.market, walk.at(cursor + 1)),  # type: ignore[arg-type]
-                                  walk.at(cursor + 1))
+                                  walk.at(cursor + 1), reached=self._reached(walk, order, cursor))
 
     def _first_trigger(self, walk: PathWalk, order: PaperOrder, i_min: int) -> int | None:
         level, direction = self._trigger(order)  # type: ignore[misc]
@@ -214,7 +214,18 @@ class Timeline:
             symbol, price = self._to_liquidate(book, walk, leaf)
             self._liquidate(book, symbol, price, now)
 
-    def _execute_resting(self, book: PaperBook, order: PaperOrder, marks: Marks, now: datetime) -> None:
+    def _reached(self, walk: PathWalk, order: PaperOrder, leaf: int) -> Decimal:
+        """The price a triggered order executes from: its level if the path traded through it
+        in the leaf, else (the market gapped past it: no price between) the first price
+        beyond it, the least bad one the leaf had."""
+        level, direction = self._trigger(order)  # type: ignore[misc]
+        low, high = walk.extremes(order.symbol, leaf, leaf + 1)
+        if direction == "down":
+            return level if high >= level else high
+        return level if low <= level else low
+
+    def _execute_resting(self, book: PaperBook, order: PaperOrder, marks: Marks, now: datetime,
+                         *, reached: Decimal | None = None) -> None:
         order.triggered_at = now
         position_qty = book.position_quantity(order.symbol)
         quantity = order.quantity - order.executed_quantity
@@ -230,7 +241,9 @@ class Timeline:
             order.reserve_quantity = ZERO
             self._apply_fill(book, order, quantity, order.price, now, maker=True)  # type: ignore[arg-type]
             return
-        price = self.rules.slipped(order.stop_price, order.side)  # type: ignore[arg-type]
+        # A stop or take-profit is a market order once triggered: from its trigger price, or
+        # from the market's price where it gapped through (a worse fill for a stop).
+        price = self.rules.slipped(reached if reached is not None else order.stop_price, order.side)  # type: ignore[arg-type]
         if not order.reduce_only:
             opening = self.margin.opening_quantity(position_qty, order.side, quantity)
             try:

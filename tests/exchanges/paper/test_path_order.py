@@ -209,3 +209,22 @@ def test_a_market_that_gaps_through_the_liquidation_closes_no_worse_than_bankrup
     balance = wallet(trader)
     assert D(0) <= balance < D("0.5")
     assert balance == D("10000") + book.realized_pnl_total - book.fees_total
+
+
+def test_a_stop_that_gaps_through_its_trigger_fills_at_the_market_not_at_the_trigger(clock):
+    """usdm-reference: "a stop that gaps through fills at the market, not at the trigger".
+    BTC is quoted at 60,000, then at 57,000 with no price between: the stop at 59,000 fills
+    at 57,000 less the slippage; the take-profit of another long, gapped past the other
+    way, fills at the better market price too."""
+    market = FixedMarket({BTC: "60000", ETH: "3000"})
+    trader = make_trader(market, clock)
+    trader.open_long(BTC, D("0.1"), client_order_id="b", leverage=5, stop_loss=D("59000"))
+    trader.open_long(ETH, D("1"), client_order_id="e", leverage=5, take_profit=D("3100"))
+    market.set(BTC, "57000")
+    market.set(ETH, "3300")
+    clock.advance(30)
+    stop = trader.get_order(BTC, client_order_id="b-sl")
+    take = trader.get_order(ETH, client_order_id="e-tp")
+    assert stop.status == OrderStatus.FILLED and stop.executed_price == taker_sell(D("57000"))
+    assert take.status == OrderStatus.FILLED and take.executed_price == taker_sell(D("3300"))
+    assert trader.get_positions() == []

@@ -49,7 +49,3 @@ def funding_record(*, account: ExchangeAccount, payments: list[VenuePayment]) ->
                 position.raw_data = {**(position.raw_data or {}), "funding": dec_str(total)}
                 position.save(update_fields=["raw_data", "updated_at"])
     return rows
-
-
-def funding_total(*, account: ExchangeAccount) -> object:
-    return FundingPayment.objects.filter(account=account).aggregate(s=Sum("amount"))["s"] or ZERO

@@ -60,10 +60,20 @@ def run(coro_fn, *args):
     return async_to_sync(coro_fn)(*args)
 
 
+async def refused(comm):
+    """Connect, expecting a refusal; then disconnect, as the server does after a close, so
+    the application ends on its own. Left running, it was cancelled when the test's event
+    loop closed, and the Redis channel layer's receive could keep that loop from closing
+    (seen twice in clean-clone runs of the suite)."""
+    connected, code = await comm.connect()
+    await comm.disconnect()
+    return connected, code
+
+
 def test_unauthenticated_socket_is_closed():
     async def scenario():
         comm = communicator()
-        connected, code = await comm.connect()
+        connected, code = await refused(comm)
         assert connected is False and code == 4401
     run(scenario)
 
@@ -73,7 +83,7 @@ def test_foreign_origin_is_refused(user):
 
     async def scenario():
         comm = communicator(cookie, origin=(b"origin", b"http://evil.example"))
-        connected, _ = await comm.connect()
+        connected, _ = await refused(comm)
         assert connected is False
     run(scenario)
 
@@ -163,7 +173,7 @@ def test_staff_stream_is_refused_to_non_staff(user):
 
     async def scenario():
         comm = communicator(cookie, path="/ws/updates/?stream=staff")
-        connected, code = await comm.connect()
+        connected, code = await refused(comm)
         assert connected is False and code == 4403
     run(scenario)
 
@@ -275,7 +285,7 @@ def test_staff_stream_needs_watch_all_users_not_just_is_staff(user):
 
     async def scenario():
         comm = communicator(cookie, path="/ws/updates/?stream=staff")
-        connected, code = await comm.connect()
+        connected, code = await refused(comm)
         assert connected is False and code == 4403
     run(scenario)
 

@@ -1,21 +1,20 @@
 """Funding: the payments the venue books on the account's positions every funding interval
 (``ExchangeTrader.get_funding_payments``). Reconciliation records each one once (keyed by
 the venue's payment id within the account), so the account's PnL and its ledger
-(wallet = start + realized - fees + funding) include them, and each Position row shows the
-funding of its life (``raw_data["funding"]``)."""
+(wallet = start + realized - fees + funding) include them. Each Position row shows the
+funding of its life as the venue reports it with the position (``raw_data["funding"]``)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Max, Sum
+from django.db.models import Max
 from django.utils import timezone
 
-from alpha_platform.common.money import ZERO, dec_str
 from exchanges.adapters.base import FundingPayment as VenuePayment
 from exchanges.models import ExchangeAccount
-from trading.models import FundingPayment, Position
+from trading.models import FundingPayment
 
 # How far back the first pass of an account looks for payments it has not recorded.
 FUNDING_LOOKBACK = timedelta(days=7)
@@ -29,23 +28,13 @@ def funding_since(*, account: ExchangeAccount, now: datetime | None = None) -> d
 
 
 def funding_record(*, account: ExchangeAccount, payments: list[VenuePayment]) -> list[FundingPayment]:
-    """Record the payments not recorded yet, in one transaction; returns the new rows. The
-    open Position row of each symbol gets its funding total (the payments since it opened)."""
+    """Record the payments not recorded yet, in one transaction; returns the new rows. (Each
+    Position row's funding comes with the venue's position, in ``raw_data``.)"""
     with transaction.atomic():
         known = set(FundingPayment.objects.filter(
             account=account, payment_id__in=[p.payment_id for p in payments]).values_list("payment_id", flat=True))
         rows = [FundingPayment(account=account, symbol=p.symbol, payment_id=p.payment_id, funding_time=p.funding_time,
                                rate=p.rate, mark_price=p.mark_price, quantity=p.quantity, amount=p.amount)
                 for p in payments if p.payment_id not in known]
-        if not rows:
-            return []
         FundingPayment.objects.bulk_create(rows)
-        for symbol in {r.symbol for r in rows}:
-            for position in Position.objects.select_for_update().filter(
-                    account=account, symbol=symbol, status=Position.Status.OPEN):
-                total = FundingPayment.objects.filter(
-                    account=account, symbol=symbol, funding_time__gte=position.opened_at).aggregate(
-                    s=Sum("amount"))["s"] or ZERO
-                position.raw_data = {**(position.raw_data or {}), "funding": dec_str(total)}
-                position.save(update_fields=["raw_data", "updated_at"])
     return rows

@@ -19,7 +19,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
 from alpha_platform.common.money import ZERO, dec_str
@@ -73,12 +73,9 @@ def _closed_row(account: ExchangeAccount, symbol: str, side: str, at: datetime) 
 
 
 def _sums_since(account: ExchangeAccount, symbol: str, since: datetime) -> tuple:
-    realized, fees = ZERO, ZERO
-    for pnl, fee in Fill.objects.filter(account=account, symbol=symbol, filled_at__gte=since).values_list(
-            "realized_pnl", "fee"):
-        realized += pnl
-        fees += fee
-    return realized, fees
+    sums = Fill.objects.filter(account=account, symbol=symbol, filled_at__gte=since).aggregate(
+        realized=Sum("realized_pnl"), fees=Sum("fee"))
+    return sums["realized"] or ZERO, sums["fees"] or ZERO
 
 
 def liquidation_record(*, account: ExchangeAccount, result: OrderResult) -> Order | None:

@@ -114,6 +114,12 @@ class PaperOracle(RuleBasedStateMachine):
         need = acct.required(symbol, side, qty, price, maker)
         assume(need == -ref.INF or abs(need - acct.available()) > MARGIN_SLACK)
 
+    def _submit_limit(self, cid: str, symbol: str, side: str, qty: D, price: D) -> None:
+        request = OrderRequest(symbol=symbol, side=OrderSide(side), order_type=OrderType.LIMIT,
+                               position_side=PositionSide.LONG if side == "BUY" else PositionSide.SHORT,
+                               quantity=qty, price=price, client_order_id=cid)
+        self._submit(cid, request, lambda a: a.limit(cid, symbol, side, qty, price))
+
     def _submit(self, cid: str, request: OrderRequest, attempt) -> None:
         """Run ``attempt`` on a clone of the reference; the engine must agree on refusal."""
         trial = self.ref.clone()
@@ -157,10 +163,7 @@ class PaperOracle(RuleBasedStateMachine):
         assume(qty * price >= 5)
         self._clear(self.ref, symbol, side, qty, price, True)
         cid = self._cid("lim")
-        request = OrderRequest(symbol=symbol, side=OrderSide(side), order_type=OrderType.LIMIT,
-                               position_side=PositionSide.LONG if side == "BUY" else PositionSide.SHORT,
-                               quantity=qty, price=price, client_order_id=cid)
-        self._submit(cid, request, lambda a: a.limit(cid, symbol, side, qty, price))
+        self._submit_limit(cid, symbol, side, qty, price)
 
     @rule(symbol=SYMBOLS, side=SIDES, notional=st.integers(6, 60000), bps=st.integers(-6, 30))
     def marketable_limit(self, symbol, side, notional, bps):
@@ -168,19 +171,13 @@ class PaperOracle(RuleBasedStateMachine):
         mark = self.ref.prices[symbol]
         off = D(bps) / D(10000)
         price = ref.tick(mark * (1 + off) if side == "BUY" else mark * (1 - off))
-        slipped = self.ref.venue.slipped(mark, side)
-        # a limit between the market and the slipped price: see test_limit_inside_the_slippage_*
-        assume(price >= slipped if side == "BUY" else price <= slipped)
         qty = _qty(notional, price)
         assume(qty * price >= 5)
         fill = min(self.ref.venue.slipped(mark, side), price) if side == "BUY" else \
             max(self.ref.venue.slipped(mark, side), price)
         self._clear(self.ref, symbol, side, qty, fill, False)
         cid = self._cid("mlim")
-        request = OrderRequest(symbol=symbol, side=OrderSide(side), order_type=OrderType.LIMIT,
-                               position_side=PositionSide.LONG if side == "BUY" else PositionSide.SHORT,
-                               quantity=qty, price=price, client_order_id=cid)
-        self._submit(cid, request, lambda a: a.limit(cid, symbol, side, qty, price))
+        self._submit_limit(cid, symbol, side, qty, price)
 
     @rule(symbol=SYMBOLS, side=SIDES, notional=st.integers(6, 60000), bps=st.integers(20, 500),
           sl=st.integers(20, 500), tp=st.integers(20, 500))
